@@ -1,0 +1,3 @@
+module skiff.dev/loader
+
+go 1.25.0
