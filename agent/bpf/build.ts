@@ -47,6 +47,8 @@ export interface BpfBuildOptions {
   srcDir?: string;
   /** Output directory. Default `<repo>/build/bpf`. */
   outDir?: string;
+  /** Include dirs searched before the UAPI headers. Default `[<srcDir>/include]`. */
+  includeDirs?: readonly string[];
   /** The clang binary. Default `clang-19`. */
   clang?: string;
   /** Rebuild everything whatever the timestamps say. Default false. */
@@ -77,8 +79,8 @@ export class BuildError extends Error {
 }
 
 /** The include path every source gets: the shared headers, then the multiarch UAPI headers. */
-function includeFlags(srcDir: string): string[] {
-  return ["-I", `${srcDir}/include`, "-I/usr/include/x86_64-linux-gnu"];
+function includeFlags(includeDirs: readonly string[]): string[] {
+  return [...includeDirs.flatMap((dir) => ["-I", dir]), "-I/usr/include/x86_64-linux-gnu"];
 }
 
 async function mtime(path: string): Promise<number | undefined> {
@@ -157,7 +159,6 @@ async function compileSource(
     "-target",
     "bpf",
     "-Wall",
-    ...includeFlags(srcDir),
     ...cflags,
     "-MD",
     "-MF",
@@ -191,6 +192,7 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
   const srcDir = options.srcDir ?? `${REPO_ROOT}/bpf`;
   const outDir = options.outDir ?? `${REPO_ROOT}/build/bpf`;
   const clang = options.clang ?? "clang-19";
+  const includeDirs = options.includeDirs ?? [`${srcDir}/include`];
   const force = options.force ?? false;
   const names = new Set<string>();
   for (const program of programs) {
@@ -214,7 +216,8 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
     const objects: string[] = [];
     for (const source of program.sources) {
       const object = `${objDir}/${source.replace(/\.c$/, "").replaceAll("/", "_")}.o`;
-      if (await compileSource(source, object, srcDir, clang, program.cflags ?? [], force)) {
+      const cflags = [...includeFlags(includeDirs), ...(program.cflags ?? [])];
+      if (await compileSource(source, object, srcDir, clang, cflags, force)) {
         compiled.push(source);
       }
       objects.push(object);
