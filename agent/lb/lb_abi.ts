@@ -4,8 +4,8 @@
  * @module
  */
 import {
-  array,
   be16,
+  type Codec,
   type CodecValue,
   ipv4,
   pad,
@@ -84,8 +84,31 @@ export const revNatValue = struct("skiff_lb_rev_nat", {
 });
 export type RevNatValue = CodecValue<typeof revNatValue>;
 
+/**
+ * `__u32 x[length]` as a Uint32Array, copied in one go (a 16381-entry table through a
+ * per-element codec would cost more than the map write).
+ */
+export function u32Table(length: number): Codec<Uint32Array> {
+  return {
+    size: length * 4,
+    align: 4,
+    order: "le",
+    kind: `u32le[${length}]`,
+    encode(v, view, o) {
+      if (!(v instanceof Uint32Array) || v.length !== length) {
+        throw new TypeError(`expected a Uint32Array of ${length}, got ${String(v?.length)}`);
+      }
+      new Uint8Array(view.buffer, view.byteOffset + o, length * 4).set(
+        new Uint8Array(v.buffer, v.byteOffset, length * 4),
+      );
+    },
+    decode: (view, o) =>
+      new Uint32Array(view.buffer.slice(view.byteOffset + o, view.byteOffset + o + length * 4)),
+  };
+}
+
 export const maglevValue = struct("skiff_lb_maglev", {
-  backend_id: array(u32le, MAGLEV_M),
+  backend_id: u32Table(MAGLEV_M),
 });
 export type MaglevValue = CodecValue<typeof maglevValue>;
 

@@ -65,7 +65,7 @@ async function setup() {
     backendId: number,
     flags: number,
   ) => {
-    maglev.set(revNatId, { backend_id: new Array(MAGLEV_M).fill(backendId) });
+    maglev.set(revNatId, { backend_id: new Uint32Array(MAGLEV_M).fill(backendId) });
     revNat.set(revNatId, { vip, port, proto });
     services.set({ vip, dport: port, proto, slot: 0 }, {
       backend_id: 0,
@@ -148,7 +148,7 @@ Deno.test("tc LB DNATs a NodePort SYN to a local backend and reverse-NATs the re
     assert.equal(after?.state, Ct.OPEN, "the reply moves the flow to established");
 
     // data keeps going to the same backend even when the Maglev table changes
-    t.maglev.set(1, { backend_id: new Array(MAGLEV_M).fill(2) });
+    t.maglev.set(1, { backend_id: new Uint32Array(MAGLEV_M).fill(2) });
     const data = await send(ingress, {
       proto: TCP,
       src: CLIENT,
@@ -268,7 +268,7 @@ Deno.test("tc LB closes on RST/FIN and a new SYN on the same ports chooses again
     assert.equal(t.ct.get(key)?.state, Ct.CLOSED);
     // retransmitted SYN while still SYN_SENT keeps the backend; a SYN after close re-selects
     t.backends.set(2, { addr: "10.244.1.9", port: 9090, proto: TCP, flags: BackendFlag.LOCAL });
-    t.maglev.set(1, { backend_id: new Array(MAGLEV_M).fill(2) });
+    t.maglev.set(1, { backend_id: new Uint32Array(MAGLEV_M).fill(2) });
     const again = await send(ingress, { ...c, flags: SYN });
     assert.equal(again.pkt.dst, "10.244.1.9");
     assert.equal(t.ct.get(key)?.backend_id, 2);
