@@ -81,9 +81,27 @@ static __always_inline void lb_count_packet(__u32 rev_nat_id, struct __sk_buff *
 	}
 }
 
-/* Rewrites a packet as its conntrack entry says (zero fields are kept). */
+/* Sends a packet whose source is now a node address out where the FIB says: through the
+ * stack it would be dropped as a martian (a local source arriving from outside). */
+static __always_inline int lb_redirect(struct __sk_buff *skb, __be32 saddr, __be32 daddr)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.family = 2; /* AF_INET */
+	fib.ipv4_src = saddr;
+	fib.ipv4_dst = daddr;
+	fib.ifindex = skb->ifindex;
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return TC_ACT_SHOT;
+	return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+}
+
+/* Rewrites a packet as its conntrack entry says (zero fields are kept). At ingress, SNATed
+ * packets (either direction) leave through lb_redirect. */
 static __always_inline int lb_apply_ct(struct __sk_buff *skb, const struct lb_pkt *pkt,
-				       const struct skiff_lb_ct *ct)
+				       const struct skiff_lb_ct *ct, int ingress)
 {
 	const struct skiff_lb_ct_key *k = &pkt->key;
 
@@ -94,12 +112,15 @@ static __always_inline int lb_apply_ct(struct __sk_buff *skb, const struct lb_pk
 	    nat_rewrite(skb, pkt->l4off, k->proto, 1, k->saddr, ct->nat_saddr, k->sport, ct->nat_sport))
 		return TC_ACT_SHOT;
 	lb_count_packet(ct->rev_nat_id, skb);
+	if (ingress && (ct->flags & SKIFF_CT_F_SNAT))
+		return lb_redirect(skb, ct->nat_saddr ? ct->nat_saddr : k->saddr,
+				   ct->nat_daddr ? ct->nat_daddr : k->daddr);
 	return TC_ACT_OK;
 }
 
 /* A translated packet of a known flow (either direction); -1 when the flow is unknown. */
 static __always_inline int lb_known_flow(struct __sk_buff *skb, struct lb_pkt *pkt, __u8 dir,
-					 __u64 now)
+					 __u64 now, int ingress)
 {
 	struct skiff_lb_ct *ct;
 	struct skiff_lb_ct copy;
@@ -117,7 +138,7 @@ static __always_inline int lb_known_flow(struct __sk_buff *skb, struct lb_pkt *p
 	}
 	ct_touch(&pkt->key, ct, pkt->tcp_flags, now);
 	copy = *ct;
-	return lb_apply_ct(skb, pkt, &copy);
+	return lb_apply_ct(skb, pkt, &copy, ingress);
 }
 
 /* An SNAT port for a flow to `be` that no live flow uses; 0 when all tries collide. */
@@ -216,7 +237,7 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *pkt
 
 	if (st)
 		st->new_flows++;
-	return lb_apply_ct(skb, pkt, &fwd);
+	return lb_apply_ct(skb, pkt, &fwd, 1);
 }
 
 static __always_inline int lb_tc_ingress(struct __sk_buff *skb)
@@ -228,11 +249,11 @@ static __always_inline int lb_tc_ingress(struct __sk_buff *skb)
 
 	if (lb_parse(skb, &pkt))
 		return TC_ACT_OK;
-	ret = lb_known_flow(skb, &pkt, SKIFF_CT_FWD, now);
+	ret = lb_known_flow(skb, &pkt, SKIFF_CT_FWD, now, 1);
 	if (ret >= 0)
 		return ret;
 	/* replies of SNATed flows come back to the node address */
-	ret = lb_known_flow(skb, &pkt, SKIFF_CT_REV, now);
+	ret = lb_known_flow(skb, &pkt, SKIFF_CT_REV, now, 1);
 	if (ret >= 0)
 		return ret;
 	pkt.key.dir = SKIFF_CT_FWD;
@@ -268,7 +289,7 @@ static __always_inline int lb_tc_egress(struct __sk_buff *skb)
 
 	if (lb_parse(skb, &pkt))
 		return TC_ACT_OK;
-	ret = lb_known_flow(skb, &pkt, SKIFF_CT_REV, bpf_ktime_get_boot_ns());
+	ret = lb_known_flow(skb, &pkt, SKIFF_CT_REV, bpf_ktime_get_boot_ns(), 0);
 	return ret >= 0 ? ret : TC_ACT_OK;
 }
 
