@@ -1,0 +1,161 @@
+/**
+ * LbReconciler against real pinned maps (the tc_lb object loaded with bpftool): stable ids and
+ * no writes across a restart, make-before-break results, Maglev disruption, flow purge.
+ */
+import assert from "node:assert/strict";
+import { loadForTest } from "../../tests/lb/prog_run.ts";
+import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
+import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
+import { LbMaps } from "./lb_maps.ts";
+import { LbReconciler, readLbState } from "./reconciler.ts";
+
+const NODE = { nodeName: "n1", nodeIPs: ["192.168.100.11"] };
+
+function web(protocol: "TCP" | "UDP" = "TCP", affinity = false): Service {
+  return {
+    namespace: "default",
+    name: "web",
+    clusterIPs: ["10.96.0.10"],
+    externalIPs: [],
+    loadBalancerIPs: [],
+    ports: [{ name: "", protocol, port: 80, targetPort: 8080 }],
+    sessionAffinity: affinity ? "ClientIP" : "None",
+    affinityTimeoutSeconds: 60,
+    externalTrafficPolicy: "Cluster",
+    internalTrafficPolicy: "Cluster",
+  };
+}
+
+function eps(n: number, from = 1): Endpoint[] {
+  return Array.from({ length: n }, (_, i) => ({
+    ip: `10.244.1.${from + i}`,
+    node: "n1",
+    ready: true,
+    serving: true,
+    terminating: false,
+  }));
+}
+
+function snap(service: Service, endpoints: Endpoint[]): ServiceSnapshot {
+  return { services: [{ service, endpoints }] };
+}
+
+Deno.test("a new reconciler over the same maps keeps every id and writes nothing", async () => {
+  await using obj = await loadForTest("tc_lb");
+  const s = snap(web(), eps(5));
+  {
+    using maps = LbMaps.open(obj.maps);
+    const first = new LbReconciler(maps, NODE).sync(s);
+    assert.ok(first.operations > 0);
+  }
+  using maps = LbMaps.open(obj.maps);
+  const before = readLbState(maps);
+  const report = new LbReconciler(maps, NODE).sync(s);
+  assert.equal(report.operations, 0);
+  assert.deepEqual(readLbState(maps), before);
+});
+
+Deno.test("Maglev moves at most 1.5/N of the buckets when one of N backends goes", async () => {
+  await using obj = await loadForTest("tc_lb");
+  using maps = LbMaps.open(obj.maps);
+  const r = new LbReconciler(maps, NODE);
+  const n = 10;
+  r.sync(snap(web(), eps(n)));
+  const revNatId = [...maps.revNat.keys()][0];
+  const before = maps.maglev.get(revNatId)!.backend_id;
+  const removedId = [...maps.backends.entries()].find(([, b]) => b.addr === "10.244.1.4")![0];
+  r.sync(snap(web(), eps(n).filter((e) => e.ip !== "10.244.1.4")));
+  const after = maps.maglev.get(revNatId)!.backend_id;
+  let moved = 0;
+  let movedKept = 0;
+  for (let i = 0; i < MAGLEV_M; i++) {
+    if (before[i] !== after[i]) {
+      moved++;
+      if (before[i] !== removedId) movedKept++;
+    }
+  }
+  assert.ok(!after.includes(removedId), "the removed backend is gone from the table");
+  assert.ok(moved / MAGLEV_M <= 1.5 / n, `moved ${moved} of ${MAGLEV_M}`);
+  assert.ok(movedKept / MAGLEV_M <= 0.5 / n, `${movedKept} buckets of kept backends moved`);
+});
+
+Deno.test("removing a backend purges its UDP flows and affinity, keeps its TCP flows", async () => {
+  await using obj = await loadForTest("tc_lb");
+  using maps = LbMaps.open(obj.maps);
+  const r = new LbReconciler(maps, NODE);
+  const both: ServiceSnapshot = {
+    services: [
+      { service: web("UDP", true), endpoints: eps(2) },
+      {
+        service: { ...web("TCP"), name: "web-tcp", clusterIPs: ["10.96.0.11"] },
+        endpoints: eps(2),
+      },
+    ],
+  };
+  r.sync(both);
+  const idOf = (ip: string, proto: number) =>
+    [...maps.backends.entries()].find(([, b]) => b.addr === ip && b.proto === proto)![0];
+  const udpGone = idOf("10.244.1.2", IPPROTO.UDP);
+  const tcpGone = idOf("10.244.1.2", IPPROTO.TCP);
+  const udpKept = idOf("10.244.1.1", IPPROTO.UDP);
+  const revNatUdp = [...maps.revNat.entries()].find(([, v]) => v.proto === IPPROTO.UDP)![0];
+  const flow = (sport: number, proto: number, backend: number) => {
+    const key = {
+      saddr: "192.168.100.250",
+      daddr: "10.96.0.10",
+      sport,
+      dport: 80,
+      proto,
+      dir: Ct.FWD,
+    };
+    maps.ct.set(key, {
+      nat_saddr: "0.0.0.0",
+      nat_daddr: "10.244.1.2",
+      nat_sport: 0,
+      nat_dport: 8080,
+      backend_id: backend,
+      rev_nat_id: 1,
+      state: Ct.OPEN,
+      flags: 0,
+      last_seen: 1n,
+    });
+    return key;
+  };
+  const udpFlow = flow(1000, IPPROTO.UDP, udpGone);
+  const udpOther = flow(1001, IPPROTO.UDP, udpKept);
+  const tcpFlow = flow(1002, IPPROTO.TCP, tcpGone);
+  const aff = (client: bigint, backend: number) => {
+    const key = { client_id: client, rev_nat_id: revNatUdp, kind: 1 };
+    maps.affinity.set(key, { last_used: 1n, backend_id: backend });
+    return key;
+  };
+  const affGone = aff(7n, udpGone);
+  const affKept = aff(8n, udpKept);
+
+  const report = r.sync({
+    services: both.services.map((e) => ({ ...e, endpoints: eps(1) })),
+  });
+  assert.equal(report.purged, 2);
+  assert.equal(maps.ct.get(udpFlow), undefined, "UDP flow of the removed backend is purged");
+  assert.ok(maps.ct.get(udpOther), "other UDP flows stay");
+  assert.ok(maps.ct.get(tcpFlow), "TCP flows of the removed backend finish on their own");
+  assert.equal(maps.affinity.get(affGone), undefined);
+  assert.ok(maps.affinity.get(affKept));
+});
+
+Deno.test("every slot names a live backend and removing the Service removes all its entries", async () => {
+  await using obj = await loadForTest("tc_lb");
+  using maps = LbMaps.open(obj.maps);
+  const r = new LbReconciler(maps, NODE);
+  r.sync(snap(web(), eps(3)));
+  const front = maps.services.get({ vip: "10.96.0.10", dport: 80, proto: 6, slot: 0 })!;
+  assert.equal(front.count, 3);
+  for (let slot = 1; slot <= 3; slot++) {
+    const v = maps.services.get({ vip: "10.96.0.10", dport: 80, proto: 6, slot })!;
+    assert.ok(maps.backends.get(v.backend_id), `slot ${slot} names a live backend`);
+  }
+  const report = r.sync({ services: [] });
+  assert.equal(report.changedServices, 1);
+  assert.equal(maps.services.count() + maps.backends.count() + maps.revNat.count(), 0);
+  assert.equal(maps.maglev.count(), 0);
+});
