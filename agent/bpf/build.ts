@@ -186,6 +186,30 @@ async function compileSource(
   return true;
 }
 
+/**
+ * Checks the linked object's `.maps` section: every map must have its own bytes. Linking an
+ * object that only declares the maps (`extern`) before the one that defines them yields maps
+ * that all sit at offset 0, which loaders then resolve to the wrong map or reject. Returns a
+ * description of the overlap, or undefined when the layout is sound.
+ */
+async function mapsOverlap(object: string, cwd: string): Promise<string | undefined> {
+  const { code, output } = await exec(["bpftool", "btf", "dump", "file", object], cwd);
+  if (code !== 0) return `cannot read the BTF of ${object}: ${output.trim()}`;
+  const section = output.split("\n[").find((block) => block.includes("DATASEC '.maps'"));
+  if (!section) return undefined;
+  const vars = [...section.matchAll(/offset=(\d+) size=(\d+) \(VAR '([^']+)'\)/g)]
+    .map((m) => ({ offset: Number(m[1]), size: Number(m[2]), name: m[3] }))
+    .sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < vars.length; i++) {
+    const previous = vars[i - 1];
+    if (previous.offset + previous.size > vars[i].offset) {
+      return `maps "${previous.name}" and "${vars[i].name}" overlap in .maps ` +
+        `(offsets ${previous.offset} and ${vars[i].offset}).`;
+    }
+  }
+  return undefined;
+}
+
 /** Compiles and links every program whose inputs changed; throws {@linkcode BuildError}. */
 export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildResult[]> {
   const programs = options.programs ?? BPF_PROGRAMS;
@@ -232,6 +256,16 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
       if (code !== 0) {
         await Deno.remove(tmp).catch(() => {});
         throw new BuildError("link", `${program.name}.o (${program.sources.join(", ")})`, output);
+      }
+      const overlap = await mapsOverlap(tmp, srcDir);
+      if (overlap) {
+        await Deno.remove(tmp).catch(() => {});
+        throw new BuildError(
+          "link",
+          `${program.name}.o (${program.sources.join(", ")})`,
+          `${overlap}\nThe source that defines the maps must come first in the program's sources ` +
+            "(libbpf 1.1.2's linker keeps the layout of the first `.maps` it sees).",
+        );
       }
       await Deno.rename(tmp, linkedObject);
       linked = true;
