@@ -117,8 +117,6 @@ func errorBody(op string, err error) ErrorBody {
 			log = log[len(log)-verifierLogTailLines:]
 		}
 		body.VerifierLog = strings.Join(log, "\n")
-		// The summary message is the last meaningful verifier line; keep the full tail apart.
-		body.Message = fmt.Sprintf("%v", verr)
 	}
 	return body
 }
