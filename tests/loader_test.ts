@@ -397,8 +397,13 @@ Deno.test("bad inputs give structured errors: missing object, pin dir off bpffs,
   assert.ok(rejected.errno, "a verifier rejection carries the kernel's errno");
   assert.match(rejected.verifierLog ?? "", /invalid access to packet/);
   assert.match(rejected.message, /unchecked_read/);
-  // Nothing was pinned for the rejected object.
-  assert.deepEqual((await loader.list(node.pinDir)).programs, []);
+  // Nothing was pinned for the rejected object: its map (created for this load) is gone too.
+  const listed = await loader.list(node.pinDir);
+  assert.deepEqual([listed.maps, listed.programs], [[], []]);
+  // A pin dir the failed load had to create is not left behind either.
+  const fresh = `${node.pinDir}/fresh`;
+  await rejection(loader.load({ object: built.badProg, pinDir: fresh }));
+  await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
 });
 
 Deno.test("bad inputs give structured errors: attach targets that do not exist or do not fit", async () => {
