@@ -293,7 +293,9 @@ export async function buildLoader(
   const output = options.output ?? `${REPO_ROOT}/build/skiff-loader`;
   const inputs: string[] = ["go.mod", "go.sum"];
   for await (const entry of Deno.readDir(srcDir)) {
-    if (entry.isFile && entry.name.endsWith(".go")) inputs.push(entry.name);
+    if (entry.isFile && entry.name.endsWith(".go") && !entry.name.endsWith("_test.go")) {
+      inputs.push(entry.name);
+    }
   }
   if (!options.force && !(await stale(output, inputs, srcDir))) {
     return { path: output, rebuilt: false };
