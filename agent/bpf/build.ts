@@ -152,7 +152,7 @@ async function compileSource(
 ): Promise<boolean> {
   const depfile = `${object}.d`;
   const stampFile = `${object}.cmd`;
-  const argv = [
+  const command = (out: string, dep: string) => [
     clang,
     "-O2",
     "-g",
@@ -162,26 +162,33 @@ async function compileSource(
     ...cflags,
     "-MD",
     "-MF",
-    depfile,
+    dep,
     "-c",
     source,
     "-o",
-    object,
+    out,
   ];
-  const stamp = argv.join("\0");
+  // The stamp is the command with the final names; the compile writes to per-process
+  // temporary names renamed into place, so concurrent builds never read a half object.
+  const stamp = command(object, depfile).join("\0");
   if (!force && (await readText(stampFile)) === stamp) {
     const deps = await readText(depfile);
     if (deps !== undefined && !(await stale(object, [source, ...parseDepfile(deps)], srcDir))) {
       return false;
     }
   }
-  const { code, output } = await exec(argv, srcDir);
+  const tmpObject = `${object}.${Deno.pid}.tmp`;
+  const tmpDepfile = `${depfile}.${Deno.pid}.tmp`;
+  const { code, output } = await exec(command(tmpObject, tmpDepfile), srcDir);
   if (code !== 0) {
     // Leave no object that a later run could take as up to date.
-    await Deno.remove(object).catch(() => {});
-    await Deno.remove(stampFile).catch(() => {});
+    for (const path of [tmpObject, tmpDepfile, object, stampFile]) {
+      await Deno.remove(path).catch(() => {});
+    }
     throw new BuildError("compile", `${srcDir}/${source}`, output);
   }
+  await Deno.rename(tmpDepfile, depfile);
+  await Deno.rename(tmpObject, object);
   await Deno.writeTextFile(stampFile, stamp);
   return true;
 }
@@ -250,7 +257,7 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
     let linked = false;
     if (force || compiled.length > 0 || await stale(linkedObject, objects, srcDir)) {
       // Write to a temporary name and rename, so a failed link never leaves a half object.
-      const tmp = `${linkedObject}.tmp`;
+      const tmp = `${linkedObject}.${Deno.pid}.tmp`;
       // Order matters: objects[0] is the one defining the maps (see BpfProgramSpec.sources).
       const { code, output } = await exec(["bpftool", "gen", "object", tmp, ...objects], srcDir);
       if (code !== 0) {
