@@ -263,6 +263,33 @@ Deno.test("tc: attaching another program under an existing link name swaps it in
   assert.equal(conflict.errno, "EEXIST");
 });
 
+Deno.test("tc: the counter hands packets on (tcx next), so a second program on the hook still runs", async () => {
+  await using lab = await createLab({ nodes: 2, outside: false });
+  const [client, server] = lab.nodes;
+  await using loader = await start();
+  await loader.load({ object: built.counter, pinDir: server.pinDir });
+  const hook = {
+    pinDir: server.pinDir,
+    kind: "tc",
+    iface: server.uplink,
+    netns: server.nsPath,
+    direction: "ingress",
+  } as const;
+  // count_egress counts into the egress slot wherever it is attached: here, second on ingress.
+  const first = await loader.attach({ ...hook, program: "count_ingress", link: "first" });
+  const second = await loader.attach({ ...hook, program: "count_egress", link: "second" });
+  assert.notEqual(first.target.linkId, second.target.linkId);
+  assert.deepEqual((await loader.list(server.pinDir)).links.map((l) => l.name), [
+    "first",
+    "second",
+  ]);
+  await ping(client, server.ip, 3);
+  await loader.detach({ pinDir: server.pinDir, link: "first" });
+  await loader.detach({ pinDir: server.pinDir, link: "second" });
+  assert.ok((await totals(server.pinDir, 0)).packets >= 3n);
+  assert.ok((await totals(server.pinDir, 1)).packets >= 3n, "the second program did not run");
+});
+
 Deno.test("cgroup: the four socket hooks attach to a lab cgroup child, run, and detach", async () => {
   await using lab = await createLab({ nodes: 2, outside: false });
   const [node, peer] = lab.nodes;
