@@ -127,13 +127,20 @@ async function exec(
   argv: readonly string[],
   cwd: string,
 ): Promise<{ code: number; output: string }> {
-  const result = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  let result: Deno.CommandOutput;
+  try {
+    result = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    // Reported like a shell would, so the BuildError names the missing tool.
+    return { code: 127, output: `${argv[0]}: command not found (run: bash scripts/setup.sh)` };
+  }
   const decoder = new TextDecoder();
   return {
     code: result.code,
@@ -237,6 +244,14 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
       throw new TypeError(`BPF program "${program.name}" has no sources`);
     }
     names.add(program.name);
+  }
+
+  for (const program of programs) {
+    for (const source of program.sources) {
+      if ((await mtime(`${srcDir}/${source}`)) === undefined) {
+        throw new BuildError("compile", `${srcDir}/${source}`, "no such source file");
+      }
+    }
   }
 
   const results: BpfBuildResult[] = [];
