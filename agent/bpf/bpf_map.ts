@@ -156,7 +156,16 @@ function openChecked(
   options: OpenOptions,
 ): Opened {
   const fallbackName = path.split("/").pop() || path;
-  const fd = objGet(path);
+  let fd: number;
+  try {
+    fd = objGet(path);
+  } catch (error) {
+    // bpf(BPF_OBJ_GET) answers EACCES for a file that exists but is no pin: say so.
+    if (error instanceof BpfError && error.errno === Errno.EACCES && exists(path)) {
+      throw new BpfError("open", path, error.errno, "it exists but is not a pinned BPF object");
+    }
+    throw error;
+  }
   try {
     const kind = (() => {
       try {
@@ -215,6 +224,15 @@ function openChecked(
   } catch (error) {
     closeFd(fd, fallbackName);
     throw error;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -359,8 +377,9 @@ abstract class MapHandle<K, W> implements Disposable {
   }
 
   /**
-   * Writes many entries with BPF_MAP_UPDATE_BATCH (chunks of 4096). Maps without a batch op
-   * fall back to one update per element, which `batched: false` reports. On an error, the
+   * Writes many entries with BPF_MAP_UPDATE_BATCH (chunks of 4096). Maps without a batch op,
+   * and flags other than ANY (the kernel's batch update refuses them), fall back to one update
+   * per element, which `batched: false` reports. On an error, the
    * entries before the failing one are written and the BpfError says how many.
    */
   updateBatch(
@@ -368,7 +387,10 @@ abstract class MapHandle<K, W> implements Disposable {
     flag: UpdateFlag = UpdateFlag.ANY,
   ): BatchResult {
     const fd = this.#live("update");
-    if (!this.#batchSupported.update) return this.#updateLoop(entries, flag, 0);
+    // The kernel's generic batch update takes no NOEXIST/EXIST (EINVAL): those loop.
+    if (!this.#batchSupported.update || flag !== UpdateFlag.ANY) {
+      return this.#updateLoop(entries, flag, 0);
+    }
     const ks = this.#key.size;
     const vs = this.#value.size;
     const chunk = Math.min(entries.length, BATCH_CHUNK);
@@ -383,7 +405,7 @@ abstract class MapHandle<K, W> implements Disposable {
     const keyView = new DataView(keys.buffer);
     const valueView = new DataView(values.buffer);
     const optsView = new DataView(this.#batchOpts.buffer);
-    optsView.setBigUint64(8, BigInt(flag), true); // elem_flags
+    optsView.setBigUint64(8, 0n, true); // elem_flags: BPF_ANY
     let done = 0;
     while (done < entries.length) {
       const n = Math.min(BATCH_CHUNK, entries.length - done);
@@ -400,7 +422,10 @@ abstract class MapHandle<K, W> implements Disposable {
           this.#batchSupported.update = false;
           return this.#updateLoop(entries, flag, 0);
         }
-        const written = done + this.#count[0];
+        // The kernel reports progress in count, except when it refuses the call up front
+        // (then count is left as passed in).
+        const progress = this.#count[0] < n ? this.#count[0] : 0;
+        const written = done + progress;
         this.#fail(rc, "update", `after ${written} of ${entries.length} elements (batch)`);
       }
       done += n;
