@@ -182,6 +182,10 @@ Deno.test("updateBatch and deleteBatch write and remove many elements, skipping 
   assert.deepEqual(map.updateBatch(entries), { count: 5000, batched: true });
   assert.equal(map.count(), 5000);
   assert.deepEqual(map.get(entries[4321][0]), entries[4321][1]);
+  const all = map.readAll();
+  assert.equal(all.length, 5000);
+  const byId = new Map(all.map(([k, v]) => [v.id, k]));
+  for (const [k, v] of entries) assert.deepEqual(byId.get(v.id), k);
   // Delete every other key plus keys that are not there (before, between and after).
   const doomed = [
     { addr: "192.0.2.1", port: 1, proto: 6 },
@@ -215,10 +219,9 @@ Deno.test("array maps batch-update; deleteBatch falls back to a loop and reports
     expect: { type: "array", maxEntries: 8 },
   });
   assert.deepEqual(map.updateBatch([[0, 5n], [7, 9n]]), { count: 2, batched: true });
-  assert.deepEqual([...map], [[0, 5n], [1, 0n], [2, 0n], [3, 0n], [4, 0n], [5, 0n], [6, 0n], [
-    7,
-    9n,
-  ]]);
+  const expected = [[0, 5n], [1, 0n], [2, 0n], [3, 0n], [4, 0n], [5, 0n], [6, 0n], [7, 9n]];
+  assert.deepEqual([...map], expected);
+  assert.deepEqual(map.readAll(), expected);
   assert.deepEqual(map.deleteBatch([]), { count: 0, batched: true });
   // Arrays have no delete batch op (ENOTSUPP) and no delete at all (EINVAL).
   assert.throws(() => map.deleteBatch([1]), {
@@ -240,6 +243,7 @@ Deno.test("batches on a map type without batch ops fall back to a loop and say s
   assert.equal(map.get(5), lo);
   assert.deepEqual(map.deleteBatch([0]), { count: 1, batched: false });
   assert.deepEqual([...map], [[5, lo]]);
+  assert.deepEqual(map.readAll(), [[5, lo]]); // no lookup batch either: entries()
 });
 
 Deno.test("PerCpuMap reads one value per possible CPU and sums them", async () => {
@@ -267,6 +271,7 @@ Deno.test("PerCpuMap reads one value per possible CPU and sums them", async () =
   hash.setAll(2, { packets: 3n, bytes: 4n });
   assert.deepEqual(hash.getSum(2), { packets: 3n * n, bytes: 4n * n });
   assert.equal(hash.getSum(3), undefined);
+  assert.deepEqual(new Map(hash.readAll()), new Map(hash.entries()));
   assert.throws(() => hash.set(4, perCpuValues.slice(1).concat(perCpuValues).slice(0, cpus + 1)), {
     name: "TypeError",
   });
