@@ -338,6 +338,32 @@ Deno.test("opening a missing pin or a path that is no pin fails with the errno n
   assert.throws(() => BpfMap.open("/etc/hostname", Key, Value), { code: "EACCES" });
 });
 
+Deno.test("opening a pinned program as a map is refused, naming what it is", async () => {
+  await using dir = await pinDir();
+  const source = `${dir.path}.c`.replace(PIN_ROOT, "/tmp");
+  const object = source.replace(/\.c$/, ".o");
+  try {
+    await Deno.writeTextFile(
+      source,
+      'int sk_noop(void *ctx) __attribute__((section("tc"), used));\n' +
+        "int sk_noop(void *ctx) { return 0; }\n" +
+        'char _license[] __attribute__((section("license"), used)) = "GPL";\n',
+    );
+    await run(["clang-19", "-O2", "-g", "-target", "bpf", "-c", source, "-o", object]);
+    await run(["bpftool", "prog", "load", object, `${dir.path}/noop`]);
+    const before = openFds();
+    assert.throws(() => BpfMap.open(`${dir.path}/noop`, u32le, u32le), {
+      name: "MapMismatchError",
+      message: `Map "noop" at ${dir.path}/noop does not match: it is not a map but ` +
+        "anon_inode:bpf-prog",
+    });
+    assert.equal(openFds(), before);
+  } finally {
+    await Deno.remove(source).catch(() => {});
+    await Deno.remove(object).catch(() => {});
+  }
+});
+
 Deno.test("`using` closes the map's fd; close() is idempotent and a closed map refuses work", async () => {
   await using dir = await pinDir();
   const pin = await dir.create("lb_services", "hash", 8, 16, 64);

@@ -5,19 +5,9 @@
  * not as garbage later. Every fd is owned by one object; `close()` and `using` release it.
  * @module
  */
-import {
-  bytes,
-  type Codec,
-  encode,
-  pad,
-  perCpu,
-  perCpuStride,
-  struct,
-  u32le,
-  u64le,
-} from "./codec.ts";
+import { bytes, type Codec, pad, perCpu, perCpuStride, struct, u32le, u64le } from "./codec.ts";
 import { BpfError, Errno } from "./errno.ts";
-import { closeFd, type Libbpf, libbpf, objGet, objGetInfo, possibleCpus } from "./ffi.ts";
+import { closeFd, type Libbpf, libbpf, objGet, objGetInfo, possibleCpus, unwrap } from "./ffi.ts";
 
 /** enum bpf_map_type names, as bpftool prints them, by number. */
 const MAP_TYPES: readonly string[] = [
@@ -241,7 +231,7 @@ function exists(path: string): boolean {
  * get/set), iteration and batches. `W` is the value as it crosses the syscall (V, or V[] for
  * per-CPU maps).
  */
-abstract class MapHandle<K, W> implements Disposable {
+export abstract class MapHandle<K, W> implements Disposable {
   #fd: number;
   readonly #name: string;
   readonly #info: MapInfo;
@@ -299,8 +289,10 @@ abstract class MapHandle<K, W> implements Disposable {
     return this.#fd;
   }
 
+  // Every failing return code goes through ffi.ts's unwrap(), the one place that makes errors.
   #fail(rc: number, operation: string, detail?: string): never {
-    throw new BpfError(operation, this.#name, -rc, detail);
+    unwrap(rc, operation, this.#name, detail);
+    throw new RangeError(`#fail() called with a non-negative return code ${rc}`);
   }
 
   /** The value at `key`, or undefined when there is none. */
@@ -368,7 +360,16 @@ abstract class MapHandle<K, W> implements Disposable {
     let current = new Uint8Array(this.#key.size);
     let next = new Uint8Array(this.#key.size);
     let rc = this.#lib.bpf_map_get_next_key(this.#live("iterate"), null, next);
+    // A hash map restarts from its first key when the current one is deleted meanwhile: bound
+    // the walk so a map churned by the datapath cannot keep us here forever.
+    const limit = 4 * this.#info.maxEntries + 64;
+    let seen = 0;
     while (rc === 0) {
+      if (++seen > limit) {
+        throw new Error(
+          `Cannot iterate map "${this.#name}": over ${limit} keys seen in one walk of a map of ${this.#info.maxEntries}; it changes faster than it can be read`,
+        );
+      }
       [current, next] = [next, current];
       yield { bytes: current, view: new DataView(current.buffer) };
       rc = this.#lib.bpf_map_get_next_key(this.#live("iterate"), current, next);
@@ -668,6 +669,3 @@ function add(a: unknown, b: unknown, path: string): unknown {
   }
   throw new TypeError(`Cannot sum per-CPU ${path}: ${typeof a} is not a number, bigint or struct`);
 }
-
-/** Encodes a key with a codec; handy for callers that keep raw keys (e.g. a diff). */
-export { encode as encodeKey };
