@@ -128,3 +128,13 @@ Deno.test("BpfError names the operation, the map and the errno", () => {
   assert.equal(errnoName(524), "ENOTSUPP");
   assert.equal(errnoName(4242), "E4242");
 });
+
+Deno.test("struct field names are data in the compiled encoder, whatever they contain", () => {
+  const odd = 'x"]; throw new Error("injected"); //';
+  const s = struct("odd", { [odd]: u32le, "a-b": u16le, _pad: pad(2) });
+  const value = { [odd]: 5, "a-b": 6 };
+  assert.deepEqual(decode(s, encode(s, value)), value);
+  assert.throws(() => encode(s, { [odd]: 5 } as never), {
+    message: 'struct odd: field "a-b" is missing',
+  });
+});
