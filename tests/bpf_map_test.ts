@@ -10,7 +10,7 @@ import {
   sumPerCpu,
   UpdateFlag,
 } from "../agent/bpf/bpf_map.ts";
-import { be16, ipv4, pad, struct, u32le, u64le, u8 } from "../agent/bpf/codec.ts";
+import { array, be16, ipv4, pad, struct, u32le, u64le, u8 } from "../agent/bpf/codec.ts";
 import { BpfError } from "../agent/bpf/errno.ts";
 import { possibleCpus } from "../agent/bpf/ffi.ts";
 import { run } from "../agent/net/exec.ts";
@@ -211,6 +211,24 @@ Deno.test("updateBatch and deleteBatch write and remove many elements, skipping 
       message: 'Cannot update map "lb_backends": EEXIST (File exists), after 1 of 2 elements',
     },
   );
+});
+
+Deno.test("batches of Maglev-sized values are split into chunks and read back whole", async () => {
+  await using dir = await pinDir();
+  const M = 16381; // 64 KiB values: 1 MiB of scratch holds 16 per syscall
+  const Row = array(u32le, M);
+  using map = BpfMap.open(await dir.create("lb_maglev", "hash", 4, M * 4, 64), u32le, Row);
+  const rows = Array.from(
+    { length: 40 },
+    (_, id) =>
+      [id + 1, Array.from({ length: M }, (_, b) => (b * 7 + id) % 1000)] as [number, number[]],
+  );
+  assert.deepEqual(map.updateBatch(rows), { count: 40, batched: true });
+  const all = new Map(map.readAll());
+  assert.equal(all.size, 40);
+  for (const [id, row] of rows) assert.deepEqual(all.get(id), row);
+  assert.deepEqual(map.deleteBatch(rows.map(([id]) => id)), { count: 40, batched: true });
+  assert.equal(map.count(), 0);
 });
 
 Deno.test("array maps batch-update; deleteBatch falls back to a loop and reports EINVAL", async () => {

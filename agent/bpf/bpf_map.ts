@@ -129,8 +129,17 @@ export class MapMismatchError extends Error {
   }
 }
 
-// Elements per batch syscall: bounds the scratch buffers; the syscall cost per chunk is noise.
-const BATCH_CHUNK = 4096;
+// Elements per batch syscall: at most 4096, and at most 1 MiB of keys + values, so the scratch
+// buffers stay small even for a 64 KiB Maglev row; the syscall cost per chunk is noise.
+const BATCH_MAX_ELEMENTS = 4096;
+const BATCH_MAX_BYTES = 1 << 20;
+
+function batchChunk(keySize: number, valueSize: number): number {
+  return Math.max(
+    1,
+    Math.min(BATCH_MAX_ELEMENTS, Math.floor(BATCH_MAX_BYTES / (keySize + valueSize))),
+  );
+}
 
 interface Opened {
   fd: number;
@@ -378,7 +387,7 @@ export abstract class MapHandle<K, W> implements Disposable {
   }
 
   /**
-   * Writes many entries with BPF_MAP_UPDATE_BATCH (chunks of 4096). Maps without a batch op,
+   * Writes many entries with BPF_MAP_UPDATE_BATCH (chunks of ≤ 4096 elements and ≤ 1 MiB). Maps without a batch op,
    * and flags other than ANY (the kernel's batch update refuses them), fall back to one update
    * per element, which `batched: false` reports. On an error, the
    * entries before the failing one are written and the BpfError says how many.
@@ -394,7 +403,8 @@ export abstract class MapHandle<K, W> implements Disposable {
     }
     const ks = this.#key.size;
     const vs = this.#value.size;
-    const chunk = Math.min(entries.length, BATCH_CHUNK);
+    const max = batchChunk(ks, vs);
+    const chunk = Math.min(entries.length, max);
     if (!this.#batchKeys || this.#batchKeys.length < chunk * ks) {
       this.#batchKeys = new Uint8Array(chunk * ks);
     }
@@ -409,7 +419,7 @@ export abstract class MapHandle<K, W> implements Disposable {
     optsView.setBigUint64(8, 0n, true); // elem_flags: BPF_ANY
     let done = 0;
     while (done < entries.length) {
-      const n = Math.min(BATCH_CHUNK, entries.length - done);
+      const n = Math.min(max, entries.length - done);
       for (let i = 0; i < n; i++) {
         const [k, v] = entries[done + i];
         this.#key.encode(k, keyView, i * ks);
@@ -459,7 +469,8 @@ export abstract class MapHandle<K, W> implements Disposable {
     const fd = this.#live("delete from");
     if (!this.#batchSupported.delete) return this.#deleteLoop(keys);
     const ks = this.#key.size;
-    const chunk = Math.min(keys.length, BATCH_CHUNK);
+    const max = batchChunk(ks, 0);
+    const chunk = Math.min(keys.length, max);
     if (!this.#batchKeys || this.#batchKeys.length < chunk * ks) {
       this.#batchKeys = new Uint8Array(chunk * ks);
     }
@@ -469,7 +480,7 @@ export abstract class MapHandle<K, W> implements Disposable {
     let deleted = 0;
     let done = 0;
     while (done < keys.length) {
-      const n = Math.min(BATCH_CHUNK, keys.length - done);
+      const n = Math.min(max, keys.length - done);
       for (let i = 0; i < n; i++) this.#key.encode(keys[done + i], view, i * ks);
       let start = 0;
       while (start < n) {
@@ -521,7 +532,7 @@ export abstract class MapHandle<K, W> implements Disposable {
     if (!this.#batchSupported.lookup) return [...this.entries()];
     const ks = this.#key.size;
     const vs = this.#value.size;
-    let chunk = Math.max(16, Math.min(this.#info.maxEntries, BATCH_CHUNK));
+    let chunk = Math.min(this.#info.maxEntries, batchChunk(ks, vs));
     let keys = new Uint8Array(chunk * ks);
     let values = new Uint8Array(chunk * vs);
     // Opaque resume tokens: a bucket index for hashes, a key for arrays; key size or 8 bytes.
@@ -546,9 +557,9 @@ export abstract class MapHandle<K, W> implements Disposable {
           this.#batchSupported.lookup = false;
           return [...this.entries()];
         }
-        if (rc === -Errno.ENOSPC && chunk < 1 << 20) {
+        if (rc === -Errno.ENOSPC && chunk < this.#info.maxEntries) {
           // One hash bucket holds more elements than fit: retry from the same place, bigger.
-          chunk *= 4;
+          chunk = Math.min(chunk * 4, this.#info.maxEntries);
           keys = new Uint8Array(chunk * ks);
           values = new Uint8Array(chunk * vs);
           continue;
