@@ -32,6 +32,12 @@ export interface ServiceFileOptions {
   readonly lockTimeoutMs?: number;
 }
 
+/** Options of {@linkcode putServices}. */
+export interface PutOptions extends ServiceFileOptions {
+  /** Names the i-th given entry in errors (default "services[i]"), e.g. as the input did. */
+  readonly entryPath?: (index: number) => string;
+}
+
 /** What {@linkcode putServices} did, by "namespace/name". */
 export interface PutResult {
   readonly added: readonly string[];
@@ -93,14 +99,15 @@ export async function updateServiceFile(
 
 /**
  * Adds the entries, replacing any Service of the same namespace/name (endpoints included).
- * Conflicts are reported against the input: a ServiceValidationError whose path is
- * `services[i]` for the i-th entry given.
+ * Conflicts are reported against the input: a ServiceValidationError whose path names
+ * the i-th entry given (`options.entryPath`, default "services[i]").
  */
 export async function putServices(
   file: string,
   entries: readonly ServiceEntry[],
-  options: ServiceFileOptions = {},
+  options: PutOptions = {},
 ): Promise<PutResult> {
+  const entryPath = options.entryPath ?? ((i: number) => `services[${i}]`);
   const added: string[] = [];
   const replaced: string[] = [];
   await updateServiceFile(file, (current) => {
@@ -111,7 +118,7 @@ export async function putServices(
     const n = kept.length;
     checkSnapshotConflicts(
       [...kept, ...entries],
-      (i) => (i < n ? `existing Service ${serviceKey(kept[i].service)}` : `services[${i - n}]`),
+      (i) => (i < n ? `existing Service ${serviceKey(kept[i].service)}` : entryPath(i - n)),
     );
     for (const e of entries) {
       (existing.has(serviceKey(e.service)) ? replaced : added).push(serviceKey(e.service));
