@@ -34,6 +34,8 @@ export interface BpfProgramSpec {
 /** Every program skiff ships; a new program is one line here. */
 export const BPF_PROGRAMS: readonly BpfProgramSpec[] = [
   { name: "counter", sources: ["counter_maps.c", "counter.c"] },
+  { name: "tc_lb", sources: ["tc_lb.c"] },
+  { name: "sock_lb", sources: ["sock_lb.c"] },
 ];
 
 /** Where the repository's top level is (this file is agent/bpf/build.ts). */
