@@ -62,10 +62,8 @@ export async function assertAllPing(pods: readonly Pod[]): Promise<void> {
 export async function assertTcpAcrossNodes(lab: Lab, pods: readonly Pod[]): Promise<void> {
   const firsts = pods.filter((p, i) => pods.findIndex((q) => q.node === p.node) === i);
   const servers = firsts.map((p) =>
-    lab.spawn(p.host, ["socat", "TCP-LISTEN:7000,reuseaddr,fork", `SYSTEM:echo pong-${p.ip}`], {
-      stdout: "null",
-      stderr: "null",
-    })
+    // stdout/stderr stay piped (socat prints nothing): the lab's teardown cancels them.
+    lab.spawn(p.host, ["socat", "TCP-LISTEN:7000,reuseaddr,fork", `SYSTEM:echo pong-${p.ip}`])
   );
   try {
     for (const a of firsts) {
