@@ -154,8 +154,10 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
         .split("\n").filter((l) => l).map((l) => l.split(":")[1].trim().split("@")[0]).sort();
       const natRules = (await run(["iptables-save", "-t", "nat"], { netns: nsPath })).stdout
         .split("\n").filter((l) =>
-          l.startsWith("-A") && !/CNI-HOSTPORT-(MASQ|SETMARK) /.test(l) &&
-          !l.includes("-j CNI-HOSTPORT-")
+          l.startsWith("-A") &&
+          // portmap's shared scaffolding stays once made (as on any node); per-Pod rules do not
+          !/^-A (PREROUTING|OUTPUT|POSTROUTING) .*-j CNI-HOSTPORT-(DNAT|MASQ)$/.test(l) &&
+          !/^-A CNI-HOSTPORT-(MASQ|SETMARK) /.test(l)
         );
       return {
         delegates: await listDelegates(dataDir),
