@@ -8,7 +8,7 @@
  */
 import type { SyncReport } from "../dataplane.ts";
 import type { ServiceSnapshot } from "./model.ts";
-import { IPPROTO, MAGLEV_M, type SvcKey, type SvcValue } from "./lb_abi.ts";
+import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { LbMaps } from "./lb_maps.ts";
 import {
   applyDiffToState,
@@ -109,7 +109,7 @@ export class LbReconciler {
     const started = performance.now();
     const plan = planLb(snapshot, this.node);
     const state = this.#state ?? readLbState(this.maps);
-    const diff = diffLb(plan, state, this.node.maglevSize ?? MAGLEV_M);
+    const diff = diffLb(plan, state, this.node.maglevSize ?? this.maps.maglevSize);
     // forget the cache if a write fails half-way: the next sync reads the maps again
     this.#state = undefined;
     const operations = applyLbDiff(this.maps, diff);

@@ -55,6 +55,16 @@ Deno.test("a new reconciler over the same maps keeps every id and writes nothing
   assert.deepEqual(readLbState(maps), before);
 });
 
+Deno.test("a build with another SKIFF_MAGLEV_M gets tables of that size", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  new LbReconciler(maps, NODE).sync(snap(web(), eps(3)));
+  const table = maps.maglev.get([...maps.revNat.keys()][0])!.backend_id;
+  assert.equal(table.length, 251);
+  assert.equal(new Set(table).size, 3);
+  assert.throws(() => LbMaps.open(obj.maps), /lb_maglev|value/);
+});
+
 Deno.test("Maglev moves at most 1.5/N of the buckets when one of N backends goes", async () => {
   await using obj = await loadForTest("tc_lb");
   using maps = LbMaps.open(obj.maps);
