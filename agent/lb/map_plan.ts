@@ -258,6 +258,7 @@ export function diffLb(plan: LbPlan, state: LbState, maglevSize = MAGLEV_M): LbD
   const wantedSvcKeys = new Set<string>();
   const wantedRevNat = new Set<number>();
   const newFlowBackends = new Map<number, Set<number>>();
+  const tables = new Map<string, Uint32Array>();
   for (const [fid, f] of plan.frontends) {
     const revNatId = ids.frontends.get(fid)!;
     wantedRevNat.add(revNatId);
@@ -272,10 +273,17 @@ export function diffLb(plan: LbPlan, state: LbState, maglevSize = MAGLEV_M): LbD
     const have = (currentSlots.get(revNatId) ?? []).sort((a, b) => a - b);
     const sameSet = have.length === sortedIds.length && have.every((v, i) => v === sortedIds[i]);
     if (!sameSet || !state.maglevIds.has(revNatId)) {
-      const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
-      const table = sortedIds.length === 0
-        ? new Uint32Array(maglevSize)
-        : buildMaglevTable(sortedIds.map((id) => ({ id, key: keyOf.get(id)! })), maglevSize);
+      // frontends with the same backends (ports of one Service, ClusterIP and NodePort…)
+      // share one computation: a table costs milliseconds
+      const tableKey = sortedIds.join(",");
+      let table = tables.get(tableKey);
+      if (!table) {
+        const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
+        table = sortedIds.length === 0
+          ? new Uint32Array(maglevSize)
+          : buildMaglevTable(sortedIds.map((id) => ({ id, key: keyOf.get(id)! })), maglevSize);
+        tables.set(tableKey, table);
+      }
       maglevUpserts.push([revNatId, table]);
       changed.add(f.service);
     }

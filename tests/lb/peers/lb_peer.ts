@@ -8,7 +8,8 @@
  *   send               a request on it → {tag, ok}
  *   usend              a datagram on one persistent UDP socket → {tag, from, ok}
  *   loop <ms>          fresh TCP connections back to back for ms → {ok, failed}
- *   bench <ms>         like loop, timing each connect → {ok, failed, rate, p50Us, p99Us}
+ *   bench <ms>         like loop, timing each connect → {ok, failed, rate, p50Us, p99Us,
+ *                      samplesUs}
  *   keepalive <ms>     requests on one connection for ms → {ok, rate}
  * Every wait has a timeout, so a broken path prints a failure instead of hanging.
  */
@@ -197,6 +198,7 @@ async function client(host: string, port: number): Promise<void> {
             rate: samples.length / secs,
             p50Us: pct(0.5) * 1000,
             p99Us: pct(0.99) * 1000,
+            samplesUs: samples.map((x) => Math.round(x * 1000)),
           });
         } else if (cmd === "keepalive") {
           const conn = await withTimeout(Deno.connect({ hostname: host, port }));
