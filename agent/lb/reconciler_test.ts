@@ -169,3 +169,61 @@ Deno.test("every slot names a live backend and removing the Service removes all 
   assert.equal(maps.services.count() + maps.backends.count() + maps.revNat.count(), 0);
   assert.equal(maps.maglev.count(), 0);
 });
+
+Deno.test("incremental syncs leave the maps exactly as a full sync from scratch would", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const live = new LbReconciler(maps, NODE);
+  // a small deterministic PRNG, so a failure replays
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const services = new Map<number, { service: Service; endpoints: Endpoint[] }>();
+  const endpoint = (): Endpoint => {
+    const terminating = rnd(5) === 0;
+    return {
+      ip: `10.244.${1 + rnd(2)}.${1 + rnd(12)}`, // few addresses: Services share backends
+      node: rnd(2) ? "n1" : "n2",
+      ready: !terminating,
+      serving: true,
+      terminating,
+    };
+  };
+  const dedupe = (eps: Endpoint[]) => [...new Map(eps.map((e) => [e.ip, e])).values()];
+  for (let step = 0; step < 40; step++) {
+    const i = rnd(8);
+    const action = rnd(4);
+    if (action === 0 || !services.has(i)) {
+      services.set(i, {
+        service: {
+          ...web(rnd(2) ? "TCP" : "UDP", rnd(2) === 0),
+          name: `s${i}`,
+          clusterIPs: [`10.96.0.${i + 1}`],
+          externalTrafficPolicy: rnd(2) ? "Local" : "Cluster",
+          ports: [{
+            name: "",
+            protocol: "TCP",
+            port: 80,
+            targetPort: 8080 + rnd(2),
+            nodePort: rnd(2) ? 30000 + i : undefined,
+          }],
+        },
+        endpoints: dedupe(Array.from({ length: rnd(5) }, endpoint)),
+      });
+    } else if (action === 1) {
+      services.delete(i);
+    } else {
+      const s = services.get(i)!;
+      const eps = [...s.endpoints];
+      if (eps.length && rnd(2)) eps.splice(rnd(eps.length), 1);
+      else eps.push(endpoint());
+      services.set(i, { ...s, endpoints: dedupe(eps) });
+    }
+    const snapshot = { services: [...services.values()] };
+    live.sync(snapshot);
+    const fresh = new LbReconciler(maps, NODE).sync(snapshot);
+    assert.equal(fresh.operations, 0, `step ${step}: the incremental sync left a difference`);
+  }
+});
