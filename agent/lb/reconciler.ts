@@ -99,11 +99,32 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
   return purged;
 }
 
-/** One Service as last planned: its input fingerprint and its share of the plan. */
+/** One Service as last planned: its input and its share of the plan. */
 interface PlannedService {
   readonly entry: ServiceEntry;
-  readonly fingerprint: string;
   readonly plan: ServicePlan;
+}
+
+/** Deep equality of plain JSON-like data (no allocation: cheaper than comparing JSON text). */
+export function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  let n = 0;
+  for (const k in ra) {
+    if (ra[k] === undefined) continue;
+    n++;
+    if (!sameData(ra[k], rb[k])) return false;
+  }
+  for (const k in rb) if (rb[k] !== undefined) n--;
+  return n === 0;
 }
 
 /**
@@ -164,15 +185,13 @@ export class LbReconciler {
   /** The whole plan, and the scope of what changed since the last one (none when `full`). */
   #plan(snapshot: ServiceSnapshot, full: boolean): { plan: LbPlan; scope?: DiffScope } {
     const seen = new Set<string>();
-    const changed: [string, ServiceEntry, string][] = [];
+    const changed: [string, ServiceEntry][] = [];
     for (const entry of snapshot.services) {
       const key = serviceKey(entry.service);
       seen.add(key);
       const prior = this.#services.get(key);
-      if (!full && prior && prior.entry === entry) continue;
-      const fingerprint = JSON.stringify(entry);
-      if (!full && prior && prior.fingerprint === fingerprint) continue;
-      changed.push([key, entry, fingerprint]);
+      if (!full && prior && sameData(prior.entry, entry)) continue;
+      changed.push([key, entry]);
     }
     const removed = [...this.#services.keys()].filter((k) => !seen.has(k));
     if (full) {
@@ -197,7 +216,7 @@ export class LbReconciler {
       this.#services.delete(key);
     }
     // …and put the new one in
-    for (const [key, entry, fingerprint] of changed) {
+    for (const [key, entry] of changed) {
       const part = planService(entry, this.node);
       for (const f of part.frontends) {
         const other = this.#frontends.get(f.id);
@@ -213,7 +232,7 @@ export class LbReconciler {
         users.set(key, b);
         scopeBackends.add(b.id);
       }
-      this.#services.set(key, { entry, fingerprint, plan: part });
+      this.#services.set(key, { entry, plan: part });
     }
     const backends = this.#backendsOf(full ? this.#backendUsers.keys() : scopeBackends);
     const plan: LbPlan = {

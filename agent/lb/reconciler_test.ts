@@ -7,7 +7,7 @@ import { loadForTest } from "../../tests/lb/prog_run.ts";
 import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
 import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
 import { LbMaps } from "./lb_maps.ts";
-import { LbReconciler, readLbState } from "./reconciler.ts";
+import { LbReconciler, readLbState, sameData } from "./reconciler.ts";
 
 const NODE = { nodeName: "n1", nodeIPs: ["192.168.100.11"] };
 
@@ -226,4 +226,13 @@ Deno.test("incremental syncs leave the maps exactly as a full sync from scratch 
     const fresh = new LbReconciler(maps, NODE).sync(snapshot);
     assert.equal(fresh.operations, 0, `step ${step}: the incremental sync left a difference`);
   }
+});
+
+Deno.test("sameData() compares plain data deeply, ignoring undefined fields", () => {
+  assert.ok(sameData({ a: [1, { b: "x" }], c: undefined }, { a: [1, { b: "x" }] }));
+  assert.ok(!sameData({ a: [1, { b: "x" }] }, { a: [1, { b: "y" }] }));
+  assert.ok(!sameData({ a: [1] }, { a: [1, 2] }));
+  assert.ok(!sameData({ a: 1 }, { a: 1, b: 2 }));
+  assert.ok(!sameData([1], { 0: 1 }));
+  assert.ok(!sameData(null, {}));
 });
