@@ -22,7 +22,15 @@ export async function addPod(lab: Lab, node: LabNode, n: number): Promise<LabHos
   await lab.connect(node, hostSide, pod, "eth0");
   await node.run(["ip", "addr", "replace", `10.244.${node.index}.1/32`, "dev", hostSide]);
   await node.run(["ip", "route", "add", `${ip}/32`, "dev", hostSide]);
-  await node.run(["sysctl", "-q", "-w", `net.ipv4.conf.${hostSide}.proxy_arp=1`]);
+  // proxy_delay=0: by default proxy ARP answers after a random delay of up to 0.8 s, which
+  // made the first connection of a test race its timeout.
+  await node.run([
+    "sysctl",
+    "-q",
+    "-w",
+    `net.ipv4.conf.${hostSide}.proxy_arp=1`,
+    `net.ipv4.neigh.${hostSide}.proxy_delay=0`,
+  ]);
   await pod.run(["ip", "addr", "add", `${ip}/32`, "dev", "eth0"]);
   await pod.run(["ip", "route", "add", `10.244.${node.index}.1`, "dev", "eth0"]);
   await pod.run(["ip", "route", "add", "default", "via", `10.244.${node.index}.1`]);

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Provisions one skiff VM: Node.js/npm and Go from Debian, the project's own installer, etcd on
+# node 1, then the agent as a systemd unit through `skiff install`.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq nodejs npm golang-go >/dev/null
+modprobe ip_vs 2>/dev/null || true
+
+cd /skiff
+bash scripts/setup.sh
+
+if [ "${SKIFF_NODE_INDEX}" = "1" ]; then
+  ip=$(ip -4 -o addr show | awk -v c="${SKIFF_UNDERLAY_CIDR%.*}" 'index($4, c) == 1 { sub("/.*", "", $4); print $4 }')
+  cat >/etc/default/etcd <<CONF
+ETCD_LISTEN_CLIENT_URLS=http://${ip}:2379,http://127.0.0.1:2379
+ETCD_ADVERTISE_CLIENT_URLS=http://${ip}:2379
+CONF
+  systemctl enable --now etcd
+fi
+
+mkdir -p /etc/skiff
+cat >/etc/skiff/config.json <<CONF
+{
+  "nodeName": "$(hostname)",
+  "uplink": { "cidr": "${SKIFF_UNDERLAY_CIDR}" },
+  "store": { "type": "etcd", "endpoints": ["${SKIFF_ETCD}"] },
+  "dataplane": "auto"
+}
+CONF
+./node_modules/.bin/deno task skiff install
+systemctl daemon-reload
+systemctl enable --now skiff
