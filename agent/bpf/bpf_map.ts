@@ -196,7 +196,8 @@ function openChecked(
       flags: decoded.flags,
       name: kernelName,
     };
-    const name = kernelName || fallbackName;
+    // The kernel keeps 15 characters of a name; a pin named after the map has all of them.
+    const name = fallbackName.startsWith(kernelName) ? fallbackName : kernelName;
     const problems: string[] = [];
     if (info.keySize !== key.size) {
       problems.push(
@@ -280,7 +281,10 @@ export abstract class MapHandle<K, W> implements Disposable {
     new DataView(this.#batchOpts.buffer).setBigUint64(0, 24n, true);
   }
 
-  /** The map's kernel name (or the pin's file name when the kernel name is empty). */
+  /**
+   * The map's name in messages: the pin's file name when it extends the kernel's (at most 15
+   * characters) name, else the kernel's name.
+   */
   get name(): string {
     return this.#name;
   }
