@@ -212,6 +212,8 @@ async function cmdCheck(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> 
       `no saved delegate for container ${env.containerId}: it was never added to ${conf.name}`,
     );
   }
+  // skiff's own look at the Pod first (its messages name what is wrong), then the delegate's
+  await checkPodNetwork(env.netns, env.ifName, prev);
   const type = String(saved.delegate.type ?? "bridge");
   const version = String(saved.delegate.cniVersion ?? conf.cniVersion);
   if (versionAtLeast(version, "0.4.0")) {
@@ -221,7 +223,6 @@ async function cmdCheck(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> 
       { ...invokeArgs(env), command: "CHECK" },
     );
   }
-  await checkPodNetwork(env.netns, env.ifName, prev);
   return undefined;
 }
 

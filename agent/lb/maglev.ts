@@ -64,9 +64,6 @@ export function buildMaglevTable(
   const position = new Uint32Array(n); // current permutation entry of each backend
   const skip = new Uint32Array(n);
   const ids = new Uint32Array(n);
-  // Weighted turns: per round a backend gains weight/maxWeight credit and claims a slot per
-  // whole credit, so the heaviest claims every round and the others proportionally.
-  const credit = new Float64Array(n);
   const gain = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const bytes = encoder.encode(sorted[i].key);
@@ -76,25 +73,67 @@ export function buildMaglevTable(
     gain[i] = weights[i] / maxWeight;
   }
 
+  return gain.every((g) => g === 1)
+    ? fill(size, position, skip, ids)
+    : fillWeighted(size, position, skip, ids, gain);
+}
+
+/** Equal weights: backends take one slot per turn (the hot path, kept branch-free). */
+function fill(
+  size: number,
+  position: Uint32Array,
+  skip: Uint32Array,
+  ids: Uint32Array,
+): Uint32Array {
+  const n = ids.length;
   const table = new Uint32Array(size);
   const taken = new Uint8Array(size);
-  const weighted = gain.some((g) => g !== 1);
   let filled = 0;
-  while (true) {
+  for (;;) {
     for (let i = 0; i < n; i++) {
-      if (weighted) {
-        credit[i] += gain[i];
-        if (credit[i] < 1) continue;
-        credit[i] -= 1;
-      }
+      const step = skip[i];
       let c = position[i];
       while (taken[c] !== 0) {
-        c += skip[i];
+        c += step;
         if (c >= size) c -= size;
       }
       taken[c] = 1;
       table[c] = ids[i];
-      c += skip[i];
+      c += step;
+      position[i] = c >= size ? c - size : c;
+      if (++filled === size) return table;
+    }
+  }
+}
+
+/** Weighted turns: per round a backend gains weight/maxWeight credit and claims a slot per
+ * whole credit, so the heaviest claims every round and the others proportionally. */
+function fillWeighted(
+  size: number,
+  position: Uint32Array,
+  skip: Uint32Array,
+  ids: Uint32Array,
+  gain: Float64Array,
+): Uint32Array {
+  const n = ids.length;
+  const credit = new Float64Array(n);
+  const table = new Uint32Array(size);
+  const taken = new Uint8Array(size);
+  let filled = 0;
+  for (;;) {
+    for (let i = 0; i < n; i++) {
+      credit[i] += gain[i];
+      if (credit[i] < 1) continue;
+      credit[i] -= 1;
+      const step = skip[i];
+      let c = position[i];
+      while (taken[c] !== 0) {
+        c += step;
+        if (c >= size) c -= size;
+      }
+      taken[c] = 1;
+      table[c] = ids[i];
+      c += step;
       position[i] = c >= size ? c - size : c;
       if (++filled === size) return table;
     }

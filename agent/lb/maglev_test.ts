@@ -106,30 +106,36 @@ Deno.test("buildMaglevTable() slots follow the backend key, not the id", () => {
   for (let i = 0; i < a.length; i++) assert.equal(b[i], a[i] + 100);
 });
 
-Deno.test("buildMaglevTable() moves at most 1.5/N of slots when one of N backends goes", () => {
-  // N=3 and N=10 at the default size; N=100 needs M ≫ N (disruption grows with N/M: at the
-  // default 16381 Maglev moves ≈ 2.4/N for N=100, at 131071 ≈ 1.4/N), see the report.
-  for (
-    const [n, size] of [[3, DEFAULT_MAGLEV_TABLE_SIZE], [10, DEFAULT_MAGLEV_TABLE_SIZE], [
-      100,
-      131071,
-    ]]
-  ) {
-    const list = backends(n);
-    const before = buildMaglevTable(list, size);
-    const tries = Math.min(n, 5);
-    for (let t = 0; t < tries; t++) {
-      const gone = list[(t * 37) % n];
-      const after = buildMaglevTable(list.filter((b) => b !== gone), size);
-      assert.ok(!after.includes(gone.id));
-      const moved = movedFraction(before, after);
-      assert.ok(moved >= (1 / n) * 0.99, `N=${n}: at least the removed backend's share moves`);
-      assert.ok(
-        moved <= 1.5 / n,
-        `N=${n}, size ${size}: ${(moved * n).toFixed(3)}/N of slots moved`,
-      );
-    }
+/** Worst fraction × N of slots that change when one of `n` backends goes (a few tries). */
+function worstRemoval(n: number, size: number): number {
+  const list = backends(n);
+  const before = buildMaglevTable(list, size);
+  let worst = 0;
+  for (let t = 0; t < Math.min(n, 5); t++) {
+    const gone = list[(t * 37) % n];
+    const after = buildMaglevTable(list.filter((b) => b !== gone), size);
+    assert.ok(!after.includes(gone.id), "the removed backend has no slot left");
+    const moved = movedFraction(before, after);
+    assert.ok(moved >= (1 / n) * 0.99, `N=${n}: at least the removed backend's share moves`);
+    worst = Math.max(worst, moved * n);
   }
+  return worst;
+}
+
+Deno.test("buildMaglevTable() moves at most 1.5/N of slots when one of N backends goes", () => {
+  for (const n of [3, 10]) {
+    const w = worstRemoval(n, DEFAULT_MAGLEV_TABLE_SIZE);
+    assert.ok(w <= 1.5, `N=${n}: ${w.toFixed(3)}/N of slots moved`);
+  }
+  // Maglev's excess disruption grows with N/M: N=100 needs a table of ≈ 1300·N for 1.5/N.
+  const big = worstRemoval(100, 131071);
+  assert.ok(big <= 1.5, `N=100, 131071 slots: ${big.toFixed(3)}/N of slots moved`);
+});
+
+Deno.test("buildMaglevTable() at the default size moves ≈ 2.4/N for N=100 (Maglev's known excess)", () => {
+  // Measured 2.35–2.48/N (M/N is only 163); this guards against a regression, not a goal.
+  const w = worstRemoval(100, DEFAULT_MAGLEV_TABLE_SIZE);
+  assert.ok(w <= 2.6, `N=100: ${w.toFixed(3)}/N of slots moved`);
 });
 
 Deno.test("buildMaglevTable() adding a backend moves at most 1.5/N of slots", () => {

@@ -94,27 +94,27 @@ export function parseSnapshot(input: unknown, options: ParseOptions = {}): Servi
 
 /**
  * Checks what spans Services: unique namespace/name, no frontend ip:port/protocol or NodePort
- * used twice. `path` prefixes the "[i]" of the offending entry. Throws ServiceValidationError.
+ * used twice. The later of two clashing entries is reported; `path` is the list's path
+ * ("services" gives "services[3]") or a function naming entry i. Throws ServiceValidationError.
  */
 export function checkSnapshotConflicts(
   services: readonly ServiceEntry[],
-  path = "services",
+  path: string | ((index: number) => string) = "services",
 ): void {
+  const at = typeof path === "string" ? (i: number) => `${path}[${i}]` : path;
   const names = new Map<string, number>();
   const frontends = new Map<string, { index: number; what: string }>();
   services.forEach((entry, i) => {
     const key = serviceKey(entry.service);
     const prior = names.get(key);
-    if (prior !== undefined) {
-      fail(`${path}[${i}]`, `Service ${key} is defined twice (also ${path}[${prior}])`);
-    }
+    if (prior !== undefined) fail(at(i), `Service ${key} is defined twice (also ${at(prior)})`);
     names.set(key, i);
     for (const { id, what } of frontendsOf(entry.service)) {
       const other = frontends.get(id);
       if (other !== undefined) {
         const otherKey = serviceKey(services[other.index].service);
         fail(
-          `${path}[${i}]`,
+          at(i),
           `duplicate frontend: ${what} of Service ${key} is already ${other.what} of Service ${otherKey}`,
         );
       }

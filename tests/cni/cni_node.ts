@@ -10,6 +10,8 @@ import { writeConflist } from "../../agent/cni/conflist.ts";
 import type { ConflistOptions } from "../../agent/cni/conflist.ts";
 import { installPlugin, linkReferencePlugins } from "../../agent/cni/install.ts";
 import type { PodDriverOptions } from "../../agent/cni/runtime.ts";
+import { type ExecOutput, execPlugin } from "../../agent/cni/invoke.ts";
+import { listDelegates } from "../../agent/cni/store.ts";
 import { formatSubnetEnv } from "../../agent/cni/subnet_env.ts";
 
 /** A node namespace with everything the CNI chain needs. */
@@ -31,6 +33,18 @@ export interface CniNode extends AsyncDisposable {
   addNetns(suffix: string): Promise<string>;
   /** Runs argv inside the node namespace. */
   run(argv: string[]): Promise<string>;
+  /** Runs the installed plugin `type` (default skiff) in the node namespace. */
+  plugin(env: Record<string, string>, stdin: string, type?: string): Promise<ExecOutput>;
+  /** What the node holds now: delegate files, IP allocations, links, iptables lines. */
+  snapshot(): Promise<NodeSnapshot>;
+}
+
+/** What a node holds: used to prove a request left nothing behind. */
+export interface NodeSnapshot {
+  delegates: string[];
+  allocations: string[];
+  links: string[];
+  natRules: string[];
 }
 
 /** Options of {@linkcode createCniNode}. */
@@ -116,6 +130,41 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
     },
     async run(argv: string[]) {
       return (await run(argv, { netns: nsPath })).stdout;
+    },
+    async plugin(env: Record<string, string>, stdin: string, type = "skiff") {
+      return await execPlugin(`${binDir}/${type}`, stdin, {
+        command: env.CNI_COMMAND ?? "",
+        containerId: env.CNI_CONTAINERID,
+        netns: env.CNI_NETNS,
+        ifName: env.CNI_IFNAME,
+        args: env.CNI_ARGS,
+        path: (env.CNI_PATH ?? "").split(":").filter((p) => p),
+      }, { hostNetns: nsPath });
+    },
+    async snapshot() {
+      const allocations: string[] = [];
+      try {
+        for await (const net of Deno.readDir(ipamDataDir)) {
+          for await (const f of Deno.readDir(`${ipamDataDir}/${net.name}`)) {
+            if (/^\d+\.\d+\.\d+\.\d+$/.test(f.name)) allocations.push(`${net.name}/${f.name}`);
+          }
+        }
+      } catch { /* no allocations yet */ }
+      const links = (await run(["ip", "-o", "link", "show"], { netns: nsPath })).stdout
+        .split("\n").filter((l) => l).map((l) => l.split(":")[1].trim().split("@")[0]).sort();
+      const natRules = (await run(["iptables-save", "-t", "nat"], { netns: nsPath })).stdout
+        .split("\n").filter((l) =>
+          l.startsWith("-A") &&
+          // portmap's shared scaffolding stays once made (as on any node); per-Pod rules do not
+          !/^-A (PREROUTING|OUTPUT|POSTROUTING) .*-j CNI-HOSTPORT-(DNAT|MASQ)$/.test(l) &&
+          !/^-A CNI-HOSTPORT-(MASQ|SETMARK) /.test(l)
+        );
+      return {
+        delegates: await listDelegates(dataDir),
+        allocations: allocations.sort(),
+        links,
+        natRules,
+      };
     },
     [Symbol.asyncDispose]: cleanup,
   };

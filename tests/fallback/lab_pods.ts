@@ -47,8 +47,17 @@ export async function routePodSubnets(lab: Lab): Promise<void> {
   }
 }
 
+const UDP_ECHO = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto((sys.argv[2] + peer[0] + "\\n").encode(), peer)
+`;
+
 /**
- * Starts a TCP server on `port` in `host` that writes the peer address it sees (and an
+ * Starts a TCP (or UDP) server on `port` in `host` that writes the peer address it sees (and an
  * optional tag) and closes. Resolves once it accepts connections.
  */
 export async function startPeerEcho(
@@ -58,11 +67,13 @@ export async function startPeerEcho(
   tag = "",
   protocol: "TCP" | "UDP" = "TCP",
 ): Promise<void> {
-  const listen = protocol === "TCP"
-    ? `TCP-LISTEN:${port},reuseaddr,fork`
-    : `UDP-RECVFROM:${port},reuseaddr,fork`;
+  // socat's UDP-RECVFROM,fork loses datagrams now and then (a race between its processes);
+  // a one-socket Python loop answers every one.
+  const argv = protocol === "TCP"
+    ? ["socat", `TCP-LISTEN:${port},reuseaddr,fork`, `SYSTEM:echo ${tag}$SOCAT_PEERADDR`]
+    : ["python3", "-c", UDP_ECHO, String(port), tag];
   // Piped (the default): the lab's teardown cancels the pipes.
-  lab.spawn(host, ["socat", listen, `SYSTEM:echo ${tag}$SOCAT_PEERADDR`]);
+  lab.spawn(host, argv);
   for (let i = 0; i < 100; i++) {
     const out = await host.run(["ss", "-Hln", protocol === "TCP" ? "-t" : "-u"]);
     if (out.stdout.includes(`:${port} `)) return;
@@ -83,8 +94,10 @@ export async function ask(
   const target = protocol === "TCP"
     ? `TCP:${address}:${port},connect-timeout=2${bind}`
     : `UDP:${address}:${port}${bind}`;
-  const out = await host.run(["timeout", "3", "socat", "-T", "1.5", "-", target], {
-    stdin: "hi\n",
+  const out = await host.run(["timeout", "4", "socat", "-t", "2", "-T", "2", "-", target], {
+    // TCP sends nothing: the server closes without reading, and unread data would turn its
+    // FIN into a RST that can destroy the reply before the client reads it.
+    stdin: protocol === "TCP" ? "" : "hi\n",
     allowFailure: true,
   });
   return out.stdout.trim();
