@@ -119,7 +119,7 @@ export class BpfDataplane implements Dataplane {
    * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
    * then converges the maps.
    */
-  // deno-lint-ignore require-await
+  // deno-lint-ignore require-await -- async so a validation error is a rejection, not a throw
   async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
     if (this.#closed) throw new Error("BpfDataplane is closed");
     const valid = parseSnapshot(snapshot);
