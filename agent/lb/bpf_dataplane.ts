@@ -22,6 +22,11 @@ export interface BpfDataplaneOptions {
   readonly cgroup?: string;
   /** Devices that get tc LB (ingress + egress), e.g. ["eth0"]. Default none. */
   readonly devices?: readonly string[];
+  /**
+   * Host-side devices of Pods whose cgroup has no socket LB: they get tc LB for every
+   * frontend (ClusterIPs too). More can be added later with attachPodDevice().
+   */
+  readonly podDevices?: readonly string[];
   /** Network namespace of the devices (/run/netns/NAME); default the loader's own. */
   readonly netns?: string;
   readonly nodeName: string;
@@ -35,6 +40,45 @@ export interface BpfDataplaneOptions {
 
 const CGROUP_HOOKS: readonly CgroupHook[] = ["connect4", "sendmsg4", "recvmsg4", "getpeername4"];
 const LINK_PREFIX = "lb-";
+
+function tcLinkName(where: "uplink" | "pod", direction: string, device: string): string {
+  return where === "uplink"
+    ? `${LINK_PREFIX}tc-${direction}-${device}`
+    : `${LINK_PREFIX}tc-pod-${direction}-${device}`;
+}
+
+/** Attaches tc LB ingress + egress to a device; returns the link names (for unwinding). */
+async function attachTc(
+  loader: LoaderClient,
+  options: BpfDataplaneOptions,
+  device: string,
+  where: "uplink" | "pod",
+): Promise<string[]> {
+  const links: string[] = [];
+  try {
+    for (const direction of ["ingress", "egress"] as const) {
+      const link = tcLinkName(where, direction, device);
+      await loader.attach({
+        kind: "tc",
+        pinDir: options.pinDir,
+        program: direction === "ingress" && where === "pod"
+          ? "tc_lb_pod_ingress"
+          : `tc_lb_${direction}`,
+        iface: device,
+        netns: options.netns,
+        direction,
+        link,
+      });
+      links.push(link);
+    }
+  } catch (error) {
+    for (const link of links) {
+      await loader.detach({ pinDir: options.pinDir, link }).catch(() => {});
+    }
+    throw error;
+  }
+  return links;
+}
 
 /** The eBPF data plane of one node. */
 export class BpfDataplane implements Dataplane {
@@ -83,19 +127,10 @@ export class BpfDataplane implements Dataplane {
         attached.push(link);
       }
       for (const device of options.devices ?? []) {
-        for (const direction of ["ingress", "egress"] as const) {
-          const link = `${LINK_PREFIX}tc-${direction}-${device}`;
-          await loader.attach({
-            kind: "tc",
-            pinDir: options.pinDir,
-            program: `tc_lb_${direction}`,
-            iface: device,
-            netns: options.netns,
-            direction,
-            link,
-          });
-          attached.push(link);
-        }
+        attached.push(...await attachTc(loader, options, device, "uplink"));
+      }
+      for (const device of options.podDevices ?? []) {
+        attached.push(...await attachTc(loader, options, device, "pod"));
       }
       const maps = LbMaps.open(options.pinDir, { maglevSize });
       return new BpfDataplane(
@@ -115,6 +150,27 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
+  /** Gives a Pod's host-side device tc LB (for a Pod whose cgroup has no socket LB). */
+  async attachPodDevice(device: string): Promise<void> {
+    await using loader = await this.#loader();
+    await attachTc(loader, this.options, device, "pod");
+  }
+
+  /** Removes tc LB from a Pod's host-side device; a device that is gone is fine. */
+  async detachPodDevice(device: string): Promise<void> {
+    await using loader = await this.#loader();
+    for (const direction of ["ingress", "egress"]) {
+      await loader.detach({
+        pinDir: this.options.pinDir,
+        link: tcLinkName("pod", direction, device),
+      });
+    }
+  }
+
+  #loader(): Promise<LoaderClient> {
+    return LoaderClient.start(this.options.loaderPath ? { path: this.options.loaderPath } : {});
+  }
+
   /**
    * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
    * then converges the maps.
@@ -131,9 +187,7 @@ export class BpfDataplane implements Dataplane {
   async uninstall(): Promise<void> {
     await this.close();
     const dir = this.options.pinDir;
-    await using loader = await LoaderClient.start(
-      this.options.loaderPath ? { path: this.options.loaderPath } : {},
-    );
+    await using loader = await this.#loader();
     const listed = await loader.list(dir);
     for (const link of listed.links) {
       if (link.name.startsWith(LINK_PREFIX)) await loader.detach({ pinDir: dir, link: link.name });
