@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { createLab, type Lab, type LabNode } from "../lab/lab.ts";
+import { createLab, type Lab, type LabHost, type LabNode } from "../lab/lab.ts";
 import { createLogger } from "../../agent/log.ts";
 import { createEmbeddedStore } from "../../agent/overlay/embedded_store.ts";
 import { createEtcdStore } from "../../agent/overlay/etcd_store.ts";
@@ -303,6 +303,107 @@ Deno.test("bad network configs and a missing uplink are refused with nothing cha
       await assert.rejects(() => Deno.stat(`${tmp}/subnet${i}.env`), Deno.errors.NotFound);
     }
   } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("ten agents started at once get ten distinct subnets (both stores)", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using etcd = await startTestEtcd();
+  await using lab = await createLab({ nodes: 1, outside: false });
+  // Nine more hosts on the underlay: ten public IPs, ten agents.
+  const hosts = [lab.nodes[0] as LabHost];
+  for (let i = 2; i <= 10; i++) {
+    const host = await lab.addHost(`h${i}`);
+    await lab.joinUnderlay(host, 20 + i);
+    hosts.push(host);
+  }
+  try {
+    const stores: [string, () => Promise<SubnetStore> | SubnetStore][] = [
+      ["embedded", () => createEmbeddedStore({ dir: `${tmp}/store` })],
+      ["etcd", () => createEtcdStore({ endpoints: [etcd.endpoint] })],
+    ];
+    for (const [kind, open] of stores) {
+      await (await open()).initNetworkConfig({
+        Network: "10.30.0.0/20",
+        SubnetLen: 24,
+        Backend: { Type: "vxlan" },
+      });
+      const handles = await Promise.all(hosts.map(async (host) =>
+        startOverlay({
+          store: await open(),
+          netns: host.nsPath,
+          nodeName: host.name,
+          stateDir: `${tmp}/${kind}/${host.name}`,
+          subnetEnvPath: `${tmp}/${kind}/${host.name}/subnet.env`,
+          log,
+        })
+      ));
+      try {
+        await Promise.all(handles.map((h) => h.converged));
+        const subnets = new Set(handles.map((h) => h.subnet));
+        assert.equal(subnets.size, 10, `${kind}: ${[...subnets].join(" ")}`);
+        const listed = (await (await open()).listLeases()).leases;
+        assert.equal(listed.length, 10);
+        await waitUntil(
+          `${kind}: every agent programs nine peers`,
+          async () =>
+            (await Promise.all(hosts.map((h) => peerTables(h)))).every((t) =>
+              t.routes.length === 9
+            ),
+        );
+      } finally {
+        for (const h of handles) await h.uninstall();
+      }
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("DirectRouting routes same-subnet peers via their public IP, no VXLAN entries", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 2, outside: false });
+  const handles: OverlayHandle[] = [];
+  try {
+    const open = () => createEmbeddedStore({ dir: `${tmp}/store`, pollMs: 100 });
+    await (await open()).initNetworkConfig({
+      Network: "10.244.0.0/16",
+      Backend: { Type: "vxlan", DirectRouting: true },
+    });
+    for (const node of lab.nodes) {
+      handles.push(
+        await startOverlay({
+          store: await open(),
+          netns: node.nsPath,
+          nodeName: node.name,
+          stateDir: `${tmp}/${node.name}`,
+          subnetEnvPath: `${tmp}/${node.name}/subnet.env`,
+          log,
+        }),
+      );
+    }
+    const [n1, n2] = lab.nodes;
+    await waitUntil("direct route on n1", async () => {
+      const routes = JSON.parse(
+        (await n1.run(["ip", "-j", "route", "show", handles[1].subnet])).stdout,
+      );
+      return routes[0]?.gateway === n2.ip && routes[0]?.dev === "eth0";
+    });
+    assert.deepEqual(await peerTables(n1), { routes: [], neighs: [], fdbs: [] });
+    const pods = [
+      ...await addPods(lab, n1, handles[0].subnet, 1),
+      ...await addPods(lab, n2, handles[1].subnet, 1),
+    ];
+    await waitUntil(
+      "direct route on n2",
+      async () =>
+        JSON.parse((await n2.run(["ip", "-j", "route", "show", handles[0].subnet])).stdout)
+          .length === 1,
+    );
+    await assertAllPing(pods);
+  } finally {
+    for (const h of handles) await h.close();
     await Deno.remove(tmp, { recursive: true });
   }
 });
