@@ -168,6 +168,23 @@ async function scenario(t: Deno.TestContext, world: World): Promise<Pod[]> {
     await assertAllPing(pods.filter((p) => p.node !== lab.nodes[2]));
   });
 
+  await t.step("a running agent re-creates its lease when it is deleted under it", async () => {
+    const h2 = world.overlays[1]!;
+    const store = await world.open();
+    await store.releaseLease(h2.subnet);
+    await waitUntil(
+      "lease re-created",
+      async () =>
+        (await store.listLeases()).leases.some((l) =>
+          l.subnet === h2.subnet && l.attrs.vtepMac === h2.lease.attrs.vtepMac
+        ),
+    );
+    await waitUntil(
+      "n1 has n2's route again",
+      async () => (await peerTables(lab.nodes[0])).routes.includes(h2.subnet),
+    );
+  });
+
   await t.step(
     "a node that leaves is removed elsewhere and returns with subnet and MAC",
     async () => {
@@ -404,6 +421,43 @@ Deno.test("DirectRouting routes same-subnet peers via their public IP, no VXLAN 
     await assertAllPing(pods);
   } finally {
     for (const h of handles) await h.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("the agent renews its lease before it expires", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  const store = await createEmbeddedStore({ dir: `${tmp}/store`, ttlMs: 1500, pollMs: 100 });
+  await store.initNetworkConfig(NET);
+  const h = await startOverlay({
+    store,
+    netns: node.nsPath,
+    nodeName: node.name,
+    stateDir: `${tmp}/state`,
+    subnetEnvPath: `${tmp}/subnet.env`,
+    log,
+  });
+  try {
+    const first = h.lease.expiresAt!;
+    const { cursor } = await store.listLeases();
+    await new Promise((r) => setTimeout(r, 4000)); // well past one TTL
+    assert.ok(h.lease.expiresAt! > first + 2000, "renewed more than once");
+    const { leases } = await store.listLeases();
+    assert.deepEqual(leases.map((l) => l.subnet), [h.subnet]);
+    // Never expired in between: no "removed" event since the start.
+    const ac = new AbortController();
+    const it = store.watchLeases(cursor, ac.signal)[Symbol.asyncIterator]();
+    const next = await Promise.race([
+      it.next(),
+      new Promise((r) => setTimeout(() => r("quiet"), 500)),
+    ]);
+    ac.abort();
+    await it.return?.();
+    assert.equal(next, "quiet", `unexpected events: ${JSON.stringify(next)}`);
+  } finally {
+    await h.close();
     await Deno.remove(tmp, { recursive: true });
   }
 });
