@@ -1,5 +1,5 @@
 /**
- * Overlay benchmark: iperf3 (bounded, -t 3) pod→pod across VXLAN vs pod→pod on one node vs
+ * Overlay benchmark: iperf3 (bounded, -t 3, best of two interleaved rounds) pod→pod across VXLAN vs pod→pod on one node vs
  * node→node on the underlay, 1 and 2 streams, as ratios; and the time from 100 new leases in
  * etcd (one txn, as if 100 nodes joined) to their entries in the kernel.
  * Run alone: `deno run -A tests/bench/overlay_bench.ts`.
@@ -75,12 +75,24 @@ export async function benchOverlay(): Promise<BenchResult[]> {
       ["same_node", a1.host, a2.ip],
       ["underlay", n1, n2.ip],
     ];
+    // The machine is shared: paths are interleaved over two rounds and the best of each kept
+    // (contention only ever lowers throughput); the load average is reported beside them.
+    const load = Number((await Deno.readTextFile("/proc/loadavg")).split(" ")[0]);
+    results.push({ name: "host_load_1min_at_start", value: load, unit: "load" });
     const gbps: Record<string, number> = {};
     for (const streams of [1, 2]) {
-      for (const [name, client, server] of paths) {
-        const value = await iperf(client, server, streams);
-        gbps[`${name}_${streams}`] = value;
-        results.push({ name: `overlay_iperf_${name}_${streams}stream`, value, unit: "Gbit/s" });
+      for (let round = 0; round < 2; round++) {
+        for (const [name, client, server] of paths) {
+          const key = `${name}_${streams}`;
+          gbps[key] = Math.max(gbps[key] ?? 0, await iperf(client, server, streams));
+        }
+      }
+      for (const [name] of paths) {
+        results.push({
+          name: `overlay_iperf_${name}_${streams}stream`,
+          value: gbps[`${name}_${streams}`],
+          unit: "Gbit/s",
+        });
       }
       results.push({
         name: `overlay_vxlan_vs_underlay_${streams}stream`,

@@ -297,10 +297,25 @@ Deno.test("bad network configs and a missing uplink are refused with nothing cha
         /uplink interface "nosuch0" is missing/,
         UplinkError as unknown as ErrorConstructor,
       ],
+      // Written into the store by hand (initNetworkConfig would refuse them already).
+      [
+        { raw: { Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: 0 } } },
+        {},
+        /"Backend.VNI": 0 is out of range 1..16777215/,
+        NetConfigError as unknown as ErrorConstructor,
+      ],
+      [
+        { raw: { Network: "10.244.0.0/16", SubnetLen: 16, Backend: { Type: "vxlan" } } },
+        {},
+        /"SubnetLen": \/16 must be longer than the Network prefix \/16/,
+        NetConfigError as unknown as ErrorConstructor,
+      ],
     ];
     for (const [i, [net, uplink, message, type]] of cases.entries()) {
       const store = await createEmbeddedStore({ dir: `${tmp}/store${i}` });
-      await store.initNetworkConfig(net);
+      const raw = (net as { raw?: unknown }).raw;
+      if (raw) await Deno.writeTextFile(`${tmp}/store${i}/config.json`, JSON.stringify(raw));
+      else await store.initNetworkConfig(net);
       await assert.rejects(
         () =>
           startOverlay({
