@@ -148,7 +148,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
     vni: config.backend.vni,
     ownSubnet: lease.subnet,
     network: config.network,
-    uplink: { name: uplink.name, cidr: uplink.cidr },
+    uplink: { name: uplink.name, cidr: uplink.cidr, ip: uplink.ip },
     directRouting: config.backend.directRouting,
   });
 

@@ -73,9 +73,14 @@ export async function syncPeers(
   const started = performance.now();
   const actual = await readPeerEntries(ctx, netns);
   const diff = diffEntries(desired, actual);
+  const failures: string[] = [];
   for (const batch of diffToBatches(diff, ctx.device)) {
-    await iprouteBatch(batch.tool, batch.lines, netns);
+    // -force: a line the kernel refuses must not hold back the other peers' entries.
+    await iprouteBatch(batch.tool, batch.lines, netns, { force: true }).catch((error) => {
+      failures.push((error as Error).message);
+    });
   }
+  if (failures.length > 0) throw new Error(`peer sync incomplete: ${failures.join("; ")}`);
   return {
     operations: diffSize(diff),
     durationMs: performance.now() - started,
