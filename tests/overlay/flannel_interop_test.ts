@@ -155,6 +155,27 @@ Deno.test({
       ];
       await assertAllPing(pods);
       await assertTcpAcrossNodes(lab, pods);
+
+      // Migration: flanneld stops and skiff takes over its node, reading flanneld's subnet.env
+      // and keeping its device: same subnet, same MAC, so no peer has anything to change.
+      flanneld.kill("SIGKILL");
+      await flanneld.status;
+      const takeover = await startOverlay({
+        store: open(),
+        netns: fl.nsPath,
+        nodeName: fl.name,
+        uplink: { iface: "eth0" },
+        stateDir: `${tmp}/${fl.name}/state`,
+        subnetEnvPath: flEnv,
+        log,
+      });
+      overlays.push(takeover);
+      await takeover.converged;
+      assert.equal(takeover.subnet, flSubnet);
+      assert.equal(takeover.lease.attrs.vtepMac, flLink.address);
+      const after = JSON.parse((await fl.run(["ip", "-j", "link", "show", "flannel.1"])).stdout)[0];
+      assert.equal(after.ifindex, flLink.ifindex, "flanneld's device was kept, not recreated");
+      await assertAllPing(pods);
     } finally {
       for (const o of overlays) await o.close();
       try {

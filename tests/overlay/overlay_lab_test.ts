@@ -476,3 +476,49 @@ Deno.test("the agent renews its lease before it expires", async () => {
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("an incompatible flannel.1 is recreated and a stale cni0 address replaced", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  // Left over from another setup: wrong port, learning on; cni0 with another node's gateway.
+  await node.run([
+    "ip",
+    "link",
+    "add",
+    "flannel.1",
+    "type",
+    "vxlan",
+    "id",
+    "1",
+    "dstport",
+    "4789",
+    "dev",
+    "eth0",
+  ]);
+  await node.run(["ip", "link", "add", "cni0", "type", "bridge"]);
+  await node.run(["ip", "addr", "add", "10.9.9.1/24", "dev", "cni0"]);
+  const store = await createEmbeddedStore({ dir: `${tmp}/store` });
+  await store.initNetworkConfig(NET);
+  const h = await startOverlay({
+    store,
+    netns: node.nsPath,
+    nodeName: node.name,
+    stateDir: `${tmp}/state`,
+    subnetEnvPath: `${tmp}/subnet.env`,
+    log,
+  });
+  try {
+    const link =
+      JSON.parse((await node.run(["ip", "-j", "-d", "link", "show", "flannel.1"])).stdout)[0];
+    assert.equal(link.linkinfo.info_data.port, 8472);
+    assert.equal(link.linkinfo.info_data.learning, false);
+    assert.equal(link.linkinfo.info_data.local, node.ip);
+    const addrs = JSON.parse((await node.run(["ip", "-j", "-4", "addr", "show", "cni0"])).stdout)[0]
+      .addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
+    assert.deepEqual(addrs, [h.subnet.replace(".0/24", ".1/24")]);
+  } finally {
+    await h.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
