@@ -15,7 +15,7 @@
 import type { Logger } from "../log.ts";
 import { cidrHost, formatCidr, formatIpv4, parseCidr } from "../net/ipv4.ts";
 import { type NetConfig, NetConfigError, netConfigToJson, parseNetConfig } from "./net_config.ts";
-import { desiredEntries, type PeerContext } from "./peer_diff.ts";
+import { desiredEntries, type PeerContext, type PeerEntries } from "./peer_diff.ts";
 import { type PeerSyncReport, syncPeers } from "./peer_apply.ts";
 import { readSubnetEnv, writeSubnetEnv } from "./subnet_env.ts";
 import {
@@ -196,9 +196,11 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   const leases = new Map<string, Lease>();
   const abort = new AbortController();
   let lastSync: PeerSyncReport | undefined;
+  let applied: PeerEntries | undefined;
   let running: Promise<PeerSyncReport> | undefined;
   let dirty = false;
   let wantLocal = false;
+  let wantRead = false;
   type Timer = ReturnType<typeof setTimeout>;
   let retryTimer: Timer | undefined;
   let resyncTimer: Timer | undefined;
@@ -206,13 +208,20 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   let closed = false;
 
   async function syncOnce(): Promise<PeerSyncReport> {
+    const full = wantLocal || wantRead;
+    wantRead = false;
     if (wantLocal) {
       wantLocal = false;
       await ensureLocal();
     }
     const { entries, skipped } = desiredEntries(ctx(), [...leases.values()]);
     for (const s of skipped) log.warn("lease not programmed", { subnet: s.subnet, why: s.reason });
-    const report = await syncPeers(ctx(), entries, netns);
+    // A full sync (start, resync, after a failure) reads the kernel; an event-driven one
+    // trusts what the last successful sync left.
+    const known = full ? undefined : applied;
+    applied = undefined;
+    const report = await syncPeers(ctx(), entries, netns, known);
+    applied = entries;
     lastSync = report;
     if (report.operations > 0) {
       log.info("peers converged", {
@@ -224,9 +233,11 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
     return report;
   }
 
-  function requestSync(local = false): Promise<PeerSyncReport> {
+  /** Queues a sync: `local` also converges the devices, `read` re-reads the kernel's peers. */
+  function requestSync(local = false, read = local): Promise<PeerSyncReport> {
     dirty = true;
     wantLocal ||= local;
+    wantRead ||= read;
     if (running) return running.then(() => running ?? requestSync(false));
     running = (async () => {
       let report: PeerSyncReport | undefined;
@@ -331,7 +342,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   // 4. Peers from a list, then changes from its cursor.
   const snapshot = await store.listLeases();
   for (const l of snapshot.leases) leases.set(l.subnet, l);
-  const converged = requestSync();
+  const converged = requestSync(false, true);
   const watching = watchLoop(snapshot.cursor);
   scheduleRenew();
   const resyncMs = options.resyncMs ?? 30_000;

@@ -64,14 +64,19 @@ export interface PeerSyncReport {
   readonly peers: number;
 }
 
-/** Reads the kernel, diffs against `desired` and applies only the difference. */
+/**
+ * Diffs `desired` against the kernel and applies only the difference. `known` (what the last
+ * successful sync left) skips the reads on event-driven syncs; without it the kernel is read,
+ * as on start and on periodic resyncs that repair changes made under the agent.
+ */
 export async function syncPeers(
   ctx: PeerContext,
   desired: PeerEntries,
   netns = "",
+  known?: PeerEntries,
 ): Promise<PeerSyncReport> {
   const started = performance.now();
-  const actual = await readPeerEntries(ctx, netns);
+  const actual = known ?? await readPeerEntries(ctx, netns);
   const diff = diffEntries(desired, actual);
   const failures: string[] = [];
   for (const batch of diffToBatches(diff, ctx.device)) {
