@@ -27,6 +27,7 @@ import {
 } from "./subnet_store.ts";
 import { detectUplink, type Uplink, type UplinkSelector } from "./uplink.ts";
 import { deleteLink, ensureBridge, ensureVxlan } from "./vxlan.ts";
+import { sleep } from "./sleep.ts";
 import { readLink } from "../net/iproute.ts";
 import type { Cidr } from "../net/ipv4.ts";
 
@@ -327,7 +328,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
       } catch (error) {
         if (abort.signal.aborted) return;
         log.warn("lease watch failed; listing again", { error });
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000, abort.signal);
         try {
           const snap = await store.listLeases();
           leases.clear();
