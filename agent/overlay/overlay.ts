@@ -198,6 +198,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   const abort = new AbortController();
   let lastSync: PeerSyncReport | undefined;
   let applied: PeerEntries | undefined;
+  const warned = new Set<string>();
   let running: Promise<PeerSyncReport> | undefined;
   let dirty = false;
   let wantLocal = false;
@@ -216,7 +217,13 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
       await ensureLocal();
     }
     const { entries, skipped } = desiredEntries(ctx(), [...leases.values()]);
-    for (const s of skipped) log.warn("lease not programmed", { subnet: s.subnet, why: s.reason });
+    for (const s of skipped) {
+      // Said once per lease and reason, not on every sync.
+      const key = `${s.subnet} ${s.reason}`;
+      if (warned.has(key)) continue;
+      warned.add(key);
+      log.warn("lease not programmed", { subnet: s.subnet, why: s.reason });
+    }
     // A full sync (start, resync, after a failure) reads the kernel; an event-driven one
     // trusts what the last successful sync left.
     const known = full ? undefined : applied;
@@ -251,7 +258,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
             log.error("sync failed; retrying with a full resync", { error });
             wantLocal = true;
             clearTimeout(retryTimer);
-            if (!closed) retryTimer = setTimeout(() => requestSync(true), 1000);
+            if (!closed) retryTimer = setTimeout(() => requestSync(true).catch(() => {}), 1000);
             throw error;
           }
         }
@@ -273,12 +280,10 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
 
   async function renew(): Promise<Lease> {
     try {
-      lease = await store.renewLease(lease);
-      log.debug("lease renewed", { subnet: lease.subnet, expiresAt: lease.expiresAt });
-      scheduleRenew();
-      return lease;
-    } catch (error) {
-      if (error instanceof LeaseLostError) {
+      try {
+        lease = await store.renewLease(lease);
+      } catch (error) {
+        if (!(error instanceof LeaseLostError)) throw error;
         log.error("lease lost; acquiring again", { error });
         const before = lease.subnet;
         lease = await store.acquireLease(attrs, { previousSubnet: before });
@@ -289,10 +294,13 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
             to: lease.subnet,
           });
         }
-        scheduleRenew();
         requestSync(true).catch(() => {});
-        return lease;
       }
+      log.debug("lease renewed", { subnet: lease.subnet, expiresAt: lease.expiresAt });
+      scheduleRenew();
+      return lease;
+    } catch (error) {
+      // The store is unreachable (or re-acquiring failed): retry well before expiry.
       const left = (lease.expiresAt ?? Date.now()) - Date.now();
       const retry = Math.min(60_000, Math.max(500, left / 8));
       log.warn("lease renewal failed; retrying", { error, retryMs: Math.round(retry) });

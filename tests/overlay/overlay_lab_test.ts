@@ -10,7 +10,7 @@ import { createEmbeddedStore } from "../../agent/overlay/embedded_store.ts";
 import { createEtcdStore } from "../../agent/overlay/etcd_store.ts";
 import { NetConfigError } from "../../agent/overlay/net_config.ts";
 import { type OverlayHandle, startOverlay } from "../../agent/overlay/overlay.ts";
-import { parseSubnetEnv } from "../../agent/overlay/subnet_env.ts";
+import { parseSubnetEnv, readSubnetEnv } from "../../agent/overlay/subnet_env.ts";
 import type { SubnetStore } from "../../agent/overlay/subnet_store.ts";
 import { UplinkError } from "../../agent/overlay/uplink.ts";
 import { startTestEtcd } from "./etcd_server.ts";
@@ -517,6 +517,48 @@ Deno.test("an incompatible flannel.1 is recreated and a stale cni0 address repla
     const addrs = JSON.parse((await node.run(["ip", "-j", "-4", "addr", "show", "cni0"])).stdout)[0]
       .addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
     assert.deepEqual(addrs, [h.subnet.replace(".0/24", ".1/24")]);
+  } finally {
+    await h.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("a lease taken by another node is re-acquired and the node reconfigured", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  const store = await createEmbeddedStore({ dir: `${tmp}/store`, pollMs: 100 });
+  await store.initNetworkConfig(NET);
+  const h = await startOverlay({
+    store,
+    netns: node.nsPath,
+    nodeName: node.name,
+    stateDir: `${tmp}/state`,
+    subnetEnvPath: `${tmp}/subnet.env`,
+    log,
+  });
+  try {
+    const before = h.subnet;
+    // Another node grabs our subnet while our lease is gone (e.g. it expired during an outage).
+    const other = await createEmbeddedStore({ dir: `${tmp}/store` });
+    await other.releaseLease(before);
+    await other.acquireLease(
+      { publicIp: "192.168.100.99", backendType: "vxlan", vni: 1, vtepMac: "02:00:00:00:00:99" },
+      { previousSubnet: before },
+    );
+    await waitUntil("reconfigured to a new subnet", async () => {
+      const env = await readSubnetEnv(`${tmp}/subnet.env`);
+      return h.subnet !== before && env?.subnet === h.subnet;
+    });
+    await h.syncNow();
+    const addr = (name: string) =>
+      node.run(["ip", "-j", "-4", "addr", "show", name]).then((o) =>
+        JSON.parse(o.stdout)[0].addr_info.map((a: { local: string }) => a.local)
+      );
+    assert.deepEqual(await addr("flannel.1"), [h.subnet.replace("/24", "")]);
+    assert.deepEqual(await addr("cni0"), [h.subnet.replace(".0/24", ".1")]);
+    // The other node's lease (our old subnet) is now a peer.
+    assert.deepEqual((await peerTables(node)).routes, [before]);
   } finally {
     await h.close();
     await Deno.remove(tmp, { recursive: true });
