@@ -56,6 +56,8 @@ export interface CniNodeOptions {
   conflist?: ConflistOptions;
   /** Install the shim and the conflist. Default true. */
   install?: boolean;
+  /** Use this existing namespace (a lab node) instead of making one; its prefix names Pods. */
+  onNode?: { readonly name: string; readonly nsPath: string; readonly prefix: string };
 }
 
 /** Deletes every netns whose name starts with `prefix`. */
@@ -73,9 +75,10 @@ export async function deleteNetnsWithPrefix(prefix: string): Promise<void> {
 
 /** Builds the fixture; dispose removes it all. */
 export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNode> {
-  const runId = crypto.randomUUID().replaceAll("-", "").slice(0, 5);
-  const prefix = `sk${runId}`;
-  const nsName = `${prefix}n0`;
+  const runId = options.onNode?.prefix.slice(2) ??
+    crypto.randomUUID().replaceAll("-", "").slice(0, 5);
+  const prefix = options.onNode?.prefix ?? `sk${runId}`;
+  const nsName = options.onNode?.name ?? `${prefix}n0`;
   const root = await Deno.makeTempDir({ prefix: `${prefix}-cni-` });
   const binDir = `${root}/bin`;
   const subnetFile = `${root}/run/flannel/subnet.env`;
@@ -83,14 +86,17 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
   const ipamDataDir = `${root}/var/lib/cni/networks`;
   const confFile = `${root}/etc/cni/net.d/10-skiff.conflist`;
   const stateDir = `${root}/var/lib/skiff/pods`;
-  const nsPath = `/run/netns/${nsName}`;
+  const nsPath = options.onNode?.nsPath ?? `/run/netns/${nsName}`;
   const cleanup = async () => {
-    await deleteNetnsWithPrefix(prefix);
+    // on a lab node the lab owns the namespaces; only the Pods made here go
+    await deleteNetnsWithPrefix(options.onNode ? `${prefix}p` : prefix);
     await Deno.remove(root, { recursive: true }).catch(() => {});
   };
   try {
-    await run(["ip", "netns", "add", nsName]);
-    await run(["ip", "-n", nsName, "link", "set", "lo", "up"]);
+    if (!options.onNode) {
+      await run(["ip", "netns", "add", nsName]);
+      await run(["ip", "-n", nsName, "link", "set", "lo", "up"]);
+    }
     await Deno.mkdir(`${root}/run/flannel`, { recursive: true });
     await Deno.writeTextFile(
       subnetFile,
