@@ -1,7 +1,8 @@
 /**
- * CNI bench: ADD+DEL latency (p50/p99) of the skiff plugin (shim → Deno → bridge + host-local)
- * against the reference bridge plugin alone with the same config, the ratio, the full conflist
- * chain through the pod driver, and the shim's start-up time. Run alone with
+ * CNI bench: ADD+DEL latency (p50/p99) of the skiff plugin (shim → Deno → bridge + host-local,
+ * and shim → agent socket → bridge + host-local) against the reference bridge plugin alone with
+ * the same config, the ratios, the full conflist chain through the pod driver, and the shim's
+ * start-up time. Every measurement goes through nsenter into the node namespace. Run alone with
  * `deno run -A tests/bench/cni_bench.ts`; `deno task bench` imports benchCni().
  */
 
@@ -90,6 +91,26 @@ export async function benchCni(): Promise<BenchResult[]> {
     await node.plugin({ CNI_COMMAND: "VERSION" }, "", "bridge");
     bridgeVersion.push(performance.now() - t0);
   }
+  // the fast path: the agent's socket server answers, the shim only forwards
+  const stopServer = await node.startServer();
+  const fast: number[] = [];
+  const bridge2: number[] = [];
+  const fastStartup: number[] = [];
+  try {
+    await cycle("skiff", skiffConf);
+    for (let i = 0; i < ROUNDS; i++) {
+      fast.push(await cycle("skiff", skiffConf));
+      bridge2.push(await cycle("bridge", bridgeConf));
+    }
+    for (let i = 0; i < ROUNDS; i++) {
+      const t0 = performance.now();
+      const out = await node.plugin({ CNI_COMMAND: "VERSION" }, "");
+      fastStartup.push(performance.now() - t0);
+      if (out.code !== 0) throw new Error(`VERSION failed: ${out.stderr}`);
+    }
+  } finally {
+    await stopServer();
+  }
   const chain: number[] = [];
   for (let i = 0; i < 10; i++) {
     const name = `${node.prefix}q${i}`;
@@ -113,6 +134,19 @@ export async function benchCni(): Promise<BenchResult[]> {
       value: percentile(skiff, 99) / percentile(bridge, 99),
       unit: "x",
     },
+    { name: "fast path: skiff ADD+DEL p50", value: percentile(fast, 50), unit: "ms" },
+    { name: "fast path: skiff ADD+DEL p99", value: percentile(fast, 99), unit: "ms" },
+    {
+      name: "fast path: skiff/bridge p50 ratio",
+      value: percentile(fast, 50) / percentile(bridge2, 50),
+      unit: "x",
+    },
+    {
+      name: "fast path: skiff/bridge p99 ratio",
+      value: percentile(fast, 99) / percentile(bridge2, 99),
+      unit: "x",
+    },
+    { name: "fast path: shim VERSION p50", value: percentile(fastStartup, 50), unit: "ms" },
     { name: "shim start-up (VERSION) p50", value: percentile(startup, 50), unit: "ms" },
     { name: "shim start-up (VERSION) p99", value: percentile(startup, 99), unit: "ms" },
     { name: "bridge VERSION p50 (Go exec)", value: percentile(bridgeVersion, 50), unit: "ms" },

@@ -8,7 +8,7 @@
 import { run } from "../../agent/net/exec.ts";
 import { writeConflist } from "../../agent/cni/conflist.ts";
 import type { ConflistOptions } from "../../agent/cni/conflist.ts";
-import { installPlugin, linkReferencePlugins } from "../../agent/cni/install.ts";
+import { installPlugin, linkReferencePlugins, PROJECT_ROOT } from "../../agent/cni/install.ts";
 import type { PodDriverOptions } from "../../agent/cni/runtime.ts";
 import { type ExecOutput, execPlugin } from "../../agent/cni/invoke.ts";
 import { listDelegates } from "../../agent/cni/store.ts";
@@ -37,6 +37,13 @@ export interface CniNode extends AsyncDisposable {
   plugin(env: Record<string, string>, stdin: string, type?: string): Promise<ExecOutput>;
   /** What the node holds now: delegate files, IP allocations, links, iptables lines. */
   snapshot(): Promise<NodeSnapshot>;
+  /**
+   * Starts the agent's CNI socket server in the node namespace and reinstalls the shim to use
+   * it (the fast path); stopped on dispose or by the returned function.
+   */
+  startServer(): Promise<() => Promise<void>>;
+  /** The socket path startServer uses. */
+  readonly socket: string;
 }
 
 /** What a node holds: used to prove a request left nothing behind. */
@@ -87,7 +94,10 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
   const confFile = `${root}/etc/cni/net.d/10-skiff.conflist`;
   const stateDir = `${root}/var/lib/skiff/pods`;
   const nsPath = options.onNode?.nsPath ?? `/run/netns/${nsName}`;
+  const socket = `${root}/run/skiff/cni.sock`;
+  const servers = new Set<() => Promise<void>>();
   const cleanup = async () => {
+    for (const stop of servers) await stop();
     // on a lab node the lab owns the namespaces; only the Pods made here go
     await deleteNetnsWithPrefix(options.onNode ? `${prefix}p` : prefix);
     await Deno.remove(root, { recursive: true }).catch(() => {});
@@ -129,6 +139,42 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
     confFile,
     stateDir,
     driver: { confFile, binDirs: [binDir], stateDir, hostNetns: nsPath },
+    socket,
+    async startServer() {
+      await installPlugin(binDir, { socket });
+      const child = new Deno.Command("nsenter", {
+        args: [
+          `--net=${nsPath}`,
+          "--",
+          `${PROJECT_ROOT}/node_modules/deno/deno`,
+          "run",
+          "-A",
+          "--no-lock",
+          "--no-config",
+          `${PROJECT_ROOT}/cli/cni_server.ts`,
+          socket,
+        ],
+        env: { DENO_DIR: `${PROJECT_ROOT}/build/deno_dir` },
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const stop = async () => {
+        servers.delete(stop);
+        try {
+          child.kill("SIGTERM");
+        } catch { /* exited */ }
+        await child.status;
+      };
+      servers.add(stop);
+      for (let i = 0; i < 200; i++) {
+        try {
+          if ((await Deno.stat(socket)).isSocket) return stop;
+        } catch { /* not yet */ }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await stop();
+      throw new Error(`CNI server did not create ${socket} in 5 s`);
+    },
     async addNetns(suffix: string) {
       const name = `${prefix}${suffix}`;
       await run(["ip", "netns", "add", name]);

@@ -1,0 +1,17 @@
+/**
+ * Runs the CNI fast-path server alone (the agent embeds `serveCni` itself):
+ * `deno run -A cli/cni_server.ts /run/skiff/cni.sock` — in the node's network namespace.
+ * @module
+ */
+
+import { serveCni } from "../agent/cni/server.ts";
+
+const path = Deno.args[0] ?? "/run/skiff/cni.sock";
+const server = await serveCni(path);
+const stop = async () => {
+  await server.close();
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGTERM", stop);
+Deno.addSignalListener("SIGINT", stop);
+console.error(`skiff cni server listening on ${path}`);
