@@ -1,6 +1,7 @@
 /**
  * `deno task build`: compiles and links the BPF objects into build/bpf/ and builds the Go
- * loader into build/skiff-loader, each only when its inputs changed. `--force` rebuilds all.
+ * loader into build/skiff-loader, each only when its inputs changed. `--force` rebuilds all;
+ * `--bpf-only`, `--src-dir`, `--out-dir` build another copy of bpf/ (used by the build tests).
  */
 import { parseArgs } from "node:util";
 import { buildBpf, BuildError, buildLoader } from "../agent/bpf/build.ts";
@@ -11,12 +12,15 @@ async function main(): Promise<number> {
     options: {
       force: { type: "boolean", default: false },
       "bpf-only": { type: "boolean", default: false },
+      "src-dir": { type: "string" },
+      "out-dir": { type: "string" },
     },
   });
   const force = values.force ?? false;
   try {
     const started = performance.now();
-    for (const result of await buildBpf({ force })) {
+    const results = await buildBpf({ force, srcDir: values["src-dir"], outDir: values["out-dir"] });
+    for (const result of results) {
       const what = result.linked
         ? `built (compiled ${result.compiled.length ? result.compiled.join(", ") : "nothing"})`
         : "up to date";

@@ -5,19 +5,9 @@
  * not as garbage later. Every fd is owned by one object; `close()` and `using` release it.
  * @module
  */
-import {
-  bytes,
-  type Codec,
-  encode,
-  pad,
-  perCpu,
-  perCpuStride,
-  struct,
-  u32le,
-  u64le,
-} from "./codec.ts";
+import { bytes, type Codec, pad, perCpu, perCpuStride, struct, u32le, u64le } from "./codec.ts";
 import { BpfError, Errno } from "./errno.ts";
-import { closeFd, type Libbpf, libbpf, objGet, objGetInfo, possibleCpus } from "./ffi.ts";
+import { closeFd, type Libbpf, libbpf, objGet, objGetInfo, possibleCpus, unwrap } from "./ffi.ts";
 
 /** enum bpf_map_type names, as bpftool prints them, by number. */
 const MAP_TYPES: readonly string[] = [
@@ -139,8 +129,17 @@ export class MapMismatchError extends Error {
   }
 }
 
-// Elements per batch syscall: bounds the scratch buffers; the syscall cost per chunk is noise.
-const BATCH_CHUNK = 4096;
+// Elements per batch syscall: at most 4096, and at most 1 MiB of keys + values, so the scratch
+// buffers stay small even for a 64 KiB Maglev row; the syscall cost per chunk is noise.
+const BATCH_MAX_ELEMENTS = 4096;
+const BATCH_MAX_BYTES = 1 << 20;
+
+function batchChunk(keySize: number, valueSize: number): number {
+  return Math.max(
+    1,
+    Math.min(BATCH_MAX_ELEMENTS, Math.floor(BATCH_MAX_BYTES / (keySize + valueSize))),
+  );
+}
 
 interface Opened {
   fd: number;
@@ -156,7 +155,16 @@ function openChecked(
   options: OpenOptions,
 ): Opened {
   const fallbackName = path.split("/").pop() || path;
-  const fd = objGet(path);
+  let fd: number;
+  try {
+    fd = objGet(path);
+  } catch (error) {
+    // bpf(BPF_OBJ_GET) answers EACCES for a file that exists but is no pin: say so.
+    if (error instanceof BpfError && error.errno === Errno.EACCES && exists(path)) {
+      throw new BpfError("open", path, error.errno, "it exists but is not a pinned BPF object");
+    }
+    throw error;
+  }
   try {
     const kind = (() => {
       try {
@@ -218,12 +226,21 @@ function openChecked(
   }
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * What both map kinds share: the fd, scratch buffers reused by every call (no allocation per
  * get/set), iteration and batches. `W` is the value as it crosses the syscall (V, or V[] for
  * per-CPU maps).
  */
-abstract class MapHandle<K, W> implements Disposable {
+export abstract class MapHandle<K, W> implements Disposable {
   #fd: number;
   readonly #name: string;
   readonly #info: MapInfo;
@@ -239,7 +256,7 @@ abstract class MapHandle<K, W> implements Disposable {
   #batchValues?: Uint8Array;
   readonly #count = new Uint32Array(1);
   readonly #batchOpts = new Uint8Array(24); // struct bpf_map_batch_opts {size_t sz; u64 elem_flags; u64 flags}
-  #batchSupported = { update: true, delete: true };
+  #batchSupported = { update: true, delete: true, lookup: true };
 
   protected constructor(opened: Opened, path: string, key: Codec<K>, value: Codec<W>) {
     this.#fd = opened.fd;
@@ -281,8 +298,10 @@ abstract class MapHandle<K, W> implements Disposable {
     return this.#fd;
   }
 
+  // Every failing return code goes through ffi.ts's unwrap(), the one place that makes errors.
   #fail(rc: number, operation: string, detail?: string): never {
-    throw new BpfError(operation, this.#name, -rc, detail);
+    unwrap(rc, operation, this.#name, detail);
+    throw new RangeError(`#fail() called with a non-negative return code ${rc}`);
   }
 
   /** The value at `key`, or undefined when there is none. */
@@ -350,7 +369,16 @@ abstract class MapHandle<K, W> implements Disposable {
     let current = new Uint8Array(this.#key.size);
     let next = new Uint8Array(this.#key.size);
     let rc = this.#lib.bpf_map_get_next_key(this.#live("iterate"), null, next);
+    // A hash map restarts from its first key when the current one is deleted meanwhile: bound
+    // the walk so a map churned by the datapath cannot keep us here forever.
+    const limit = 4 * this.#info.maxEntries + 64;
+    let seen = 0;
     while (rc === 0) {
+      if (++seen > limit) {
+        throw new Error(
+          `Cannot iterate map "${this.#name}": over ${limit} keys seen in one walk of a map of ${this.#info.maxEntries}; it changes faster than it can be read`,
+        );
+      }
       [current, next] = [next, current];
       yield { bytes: current, view: new DataView(current.buffer) };
       rc = this.#lib.bpf_map_get_next_key(this.#live("iterate"), current, next);
@@ -359,8 +387,9 @@ abstract class MapHandle<K, W> implements Disposable {
   }
 
   /**
-   * Writes many entries with BPF_MAP_UPDATE_BATCH (chunks of 4096). Maps without a batch op
-   * fall back to one update per element, which `batched: false` reports. On an error, the
+   * Writes many entries with BPF_MAP_UPDATE_BATCH (chunks of ≤ 4096 elements and ≤ 1 MiB). Maps without a batch op,
+   * and flags other than ANY (the kernel's batch update refuses them), fall back to one update
+   * per element, which `batched: false` reports. On an error, the
    * entries before the failing one are written and the BpfError says how many.
    */
   updateBatch(
@@ -368,10 +397,14 @@ abstract class MapHandle<K, W> implements Disposable {
     flag: UpdateFlag = UpdateFlag.ANY,
   ): BatchResult {
     const fd = this.#live("update");
-    if (!this.#batchSupported.update) return this.#updateLoop(entries, flag, 0);
+    // The kernel's generic batch update takes no NOEXIST/EXIST (EINVAL): those loop.
+    if (!this.#batchSupported.update || flag !== UpdateFlag.ANY) {
+      return this.#updateLoop(entries, flag, 0);
+    }
     const ks = this.#key.size;
     const vs = this.#value.size;
-    const chunk = Math.min(entries.length, BATCH_CHUNK);
+    const max = batchChunk(ks, vs);
+    const chunk = Math.min(entries.length, max);
     if (!this.#batchKeys || this.#batchKeys.length < chunk * ks) {
       this.#batchKeys = new Uint8Array(chunk * ks);
     }
@@ -383,10 +416,10 @@ abstract class MapHandle<K, W> implements Disposable {
     const keyView = new DataView(keys.buffer);
     const valueView = new DataView(values.buffer);
     const optsView = new DataView(this.#batchOpts.buffer);
-    optsView.setBigUint64(8, BigInt(flag), true); // elem_flags
+    optsView.setBigUint64(8, 0n, true); // elem_flags: BPF_ANY
     let done = 0;
     while (done < entries.length) {
-      const n = Math.min(BATCH_CHUNK, entries.length - done);
+      const n = Math.min(max, entries.length - done);
       for (let i = 0; i < n; i++) {
         const [k, v] = entries[done + i];
         this.#key.encode(k, keyView, i * ks);
@@ -400,7 +433,10 @@ abstract class MapHandle<K, W> implements Disposable {
           this.#batchSupported.update = false;
           return this.#updateLoop(entries, flag, 0);
         }
-        const written = done + this.#count[0];
+        // The kernel reports progress in count, except when it refuses the call up front
+        // (then count is left as passed in).
+        const progress = this.#count[0] < n ? this.#count[0] : 0;
+        const written = done + progress;
         this.#fail(rc, "update", `after ${written} of ${entries.length} elements (batch)`);
       }
       done += n;
@@ -433,7 +469,8 @@ abstract class MapHandle<K, W> implements Disposable {
     const fd = this.#live("delete from");
     if (!this.#batchSupported.delete) return this.#deleteLoop(keys);
     const ks = this.#key.size;
-    const chunk = Math.min(keys.length, BATCH_CHUNK);
+    const max = batchChunk(ks, 0);
+    const chunk = Math.min(keys.length, max);
     if (!this.#batchKeys || this.#batchKeys.length < chunk * ks) {
       this.#batchKeys = new Uint8Array(chunk * ks);
     }
@@ -443,7 +480,7 @@ abstract class MapHandle<K, W> implements Disposable {
     let deleted = 0;
     let done = 0;
     while (done < keys.length) {
-      const n = Math.min(BATCH_CHUNK, keys.length - done);
+      const n = Math.min(max, keys.length - done);
       for (let i = 0; i < n; i++) this.#key.encode(keys[done + i], view, i * ks);
       let start = 0;
       while (start < n) {
@@ -483,6 +520,62 @@ abstract class MapHandle<K, W> implements Disposable {
       }
     }
     return { count: deleted, batched: false };
+  }
+
+  /**
+   * Every [key, value] read with BPF_MAP_LOOKUP_BATCH, a chunk of elements per syscall instead
+   * of two syscalls per element; maps without the op fall back to entries(). Like entries(),
+   * it is not a snapshot: concurrent writes may or may not show.
+   */
+  readAll(): [K, W][] {
+    const fd = this.#live("read");
+    if (!this.#batchSupported.lookup) return [...this.entries()];
+    const ks = this.#key.size;
+    const vs = this.#value.size;
+    let chunk = Math.min(this.#info.maxEntries, batchChunk(ks, vs));
+    let keys = new Uint8Array(chunk * ks);
+    let values = new Uint8Array(chunk * vs);
+    // Opaque resume tokens: a bucket index for hashes, a key for arrays; key size or 8 bytes.
+    let tokenIn = new Uint8Array(Math.max(ks, 8));
+    let tokenOut = new Uint8Array(Math.max(ks, 8));
+    new DataView(this.#batchOpts.buffer).setBigUint64(8, 0n, true);
+    const out: [K, W][] = [];
+    let first = true;
+    for (;;) {
+      this.#count[0] = chunk;
+      const rc = this.#lib.bpf_map_lookup_batch(
+        fd,
+        first ? null : tokenIn,
+        tokenOut,
+        keys,
+        values,
+        this.#count,
+        this.#batchOpts,
+      );
+      if (rc < 0 && rc !== -Errno.ENOENT) {
+        if (first && unsupported(rc)) {
+          this.#batchSupported.lookup = false;
+          return [...this.entries()];
+        }
+        if (rc === -Errno.ENOSPC && chunk < this.#info.maxEntries) {
+          // One hash bucket holds more elements than fit: retry from the same place, bigger.
+          chunk = Math.min(chunk * 4, this.#info.maxEntries);
+          keys = new Uint8Array(chunk * ks);
+          values = new Uint8Array(chunk * vs);
+          continue;
+        }
+        this.#fail(rc, "read", `after ${out.length} elements (batch)`);
+      }
+      const n = this.#count[0]; // written back on success and on ENOENT alike
+      const keyView = new DataView(keys.buffer);
+      const valueView = new DataView(values.buffer);
+      for (let i = 0; i < n; i++) {
+        out.push([this.#key.decode(keyView, i * ks), this.#value.decode(valueView, i * vs)]);
+      }
+      if (rc === -Errno.ENOENT) return out; // the last chunk (maybe empty) came with ENOENT
+      [tokenIn, tokenOut] = [tokenOut, tokenIn];
+      first = false;
+    }
   }
 
   /** Releases the fd (the pinned map stays). Safe to call twice. */
@@ -587,6 +680,3 @@ function add(a: unknown, b: unknown, path: string): unknown {
   }
   throw new TypeError(`Cannot sum per-CPU ${path}: ${typeof a} is not a number, bigint or struct`);
 }
-
-/** Encodes a key with a codec; handy for callers that keep raw keys (e.g. a diff). */
-export { encode as encodeKey };

@@ -34,6 +34,8 @@ export interface BpfProgramSpec {
 /** Every program skiff ships; a new program is one line here. */
 export const BPF_PROGRAMS: readonly BpfProgramSpec[] = [
   { name: "counter", sources: ["counter_maps.c", "counter.c"] },
+  { name: "tc_lb", sources: ["tc_lb.c"] },
+  { name: "sock_lb", sources: ["sock_lb.c"] },
 ];
 
 /** Where the repository's top level is (this file is agent/bpf/build.ts). */
@@ -127,13 +129,20 @@ async function exec(
   argv: readonly string[],
   cwd: string,
 ): Promise<{ code: number; output: string }> {
-  const result = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  let result: Deno.CommandOutput;
+  try {
+    result = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    // Reported like a shell would, so the BuildError names the missing tool.
+    return { code: 127, output: `${argv[0]}: command not found (run: bash scripts/setup.sh)` };
+  }
   const decoder = new TextDecoder();
   return {
     code: result.code,
@@ -152,7 +161,7 @@ async function compileSource(
 ): Promise<boolean> {
   const depfile = `${object}.d`;
   const stampFile = `${object}.cmd`;
-  const argv = [
+  const command = (out: string, dep: string) => [
     clang,
     "-O2",
     "-g",
@@ -162,28 +171,59 @@ async function compileSource(
     ...cflags,
     "-MD",
     "-MF",
-    depfile,
+    dep,
     "-c",
     source,
     "-o",
-    object,
+    out,
   ];
-  const stamp = argv.join("\0");
+  // The stamp is the command with the final names; the compile writes to per-process
+  // temporary names renamed into place, so concurrent builds never read a half object.
+  const stamp = command(object, depfile).join("\0");
   if (!force && (await readText(stampFile)) === stamp) {
     const deps = await readText(depfile);
     if (deps !== undefined && !(await stale(object, [source, ...parseDepfile(deps)], srcDir))) {
       return false;
     }
   }
-  const { code, output } = await exec(argv, srcDir);
+  const tmpObject = `${object}.${Deno.pid}.tmp`;
+  const tmpDepfile = `${depfile}.${Deno.pid}.tmp`;
+  const { code, output } = await exec(command(tmpObject, tmpDepfile), srcDir);
   if (code !== 0) {
     // Leave no object that a later run could take as up to date.
-    await Deno.remove(object).catch(() => {});
-    await Deno.remove(stampFile).catch(() => {});
+    for (const path of [tmpObject, tmpDepfile, object, stampFile]) {
+      await Deno.remove(path).catch(() => {});
+    }
     throw new BuildError("compile", `${srcDir}/${source}`, output);
   }
+  await Deno.rename(tmpDepfile, depfile);
+  await Deno.rename(tmpObject, object);
   await Deno.writeTextFile(stampFile, stamp);
   return true;
+}
+
+/**
+ * Checks the linked object's `.maps` section: every map must have its own bytes. Linking an
+ * object that only declares the maps (`extern`) before the one that defines them yields maps
+ * that all sit at offset 0, which loaders then resolve to the wrong map or reject. Returns a
+ * description of the overlap, or undefined when the layout is sound.
+ */
+async function mapsOverlap(object: string, cwd: string): Promise<string | undefined> {
+  const { code, output } = await exec(["bpftool", "btf", "dump", "file", object], cwd);
+  if (code !== 0) return `cannot read the BTF of ${object}: ${output.trim()}`;
+  const section = output.split("\n[").find((block) => block.includes("DATASEC '.maps'"));
+  if (!section) return undefined;
+  const vars = [...section.matchAll(/offset=(\d+) size=(\d+) \(VAR '([^']+)'\)/g)]
+    .map((m) => ({ offset: Number(m[1]), size: Number(m[2]), name: m[3] }))
+    .sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < vars.length; i++) {
+    const previous = vars[i - 1];
+    if (previous.offset + previous.size > vars[i].offset) {
+      return `maps "${previous.name}" and "${vars[i].name}" overlap in .maps ` +
+        `(offsets ${previous.offset} and ${vars[i].offset}).`;
+    }
+  }
+  return undefined;
 }
 
 /** Compiles and links every program whose inputs changed; throws {@linkcode BuildError}. */
@@ -208,6 +248,14 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
     names.add(program.name);
   }
 
+  for (const program of programs) {
+    for (const source of program.sources) {
+      if ((await mtime(`${srcDir}/${source}`)) === undefined) {
+        throw new BuildError("compile", `${srcDir}/${source}`, "no such source file");
+      }
+    }
+  }
+
   const results: BpfBuildResult[] = [];
   for (const program of programs) {
     const objDir = `${outDir}/obj/${program.name}`;
@@ -226,12 +274,22 @@ export async function buildBpf(options: BpfBuildOptions = {}): Promise<BpfBuildR
     let linked = false;
     if (force || compiled.length > 0 || await stale(linkedObject, objects, srcDir)) {
       // Write to a temporary name and rename, so a failed link never leaves a half object.
-      const tmp = `${linkedObject}.tmp`;
+      const tmp = `${linkedObject}.${Deno.pid}.tmp`;
       // Order matters: objects[0] is the one defining the maps (see BpfProgramSpec.sources).
       const { code, output } = await exec(["bpftool", "gen", "object", tmp, ...objects], srcDir);
       if (code !== 0) {
         await Deno.remove(tmp).catch(() => {});
         throw new BuildError("link", `${program.name}.o (${program.sources.join(", ")})`, output);
+      }
+      const overlap = await mapsOverlap(tmp, srcDir);
+      if (overlap) {
+        await Deno.remove(tmp).catch(() => {});
+        throw new BuildError(
+          "link",
+          `${program.name}.o (${program.sources.join(", ")})`,
+          `${overlap}\nThe source that defines the maps must come first in the program's sources ` +
+            "(libbpf 1.1.2's linker keeps the layout of the first `.maps` it sees).",
+        );
       }
       await Deno.rename(tmp, linkedObject);
       linked = true;
@@ -259,7 +317,9 @@ export async function buildLoader(
   const output = options.output ?? `${REPO_ROOT}/build/skiff-loader`;
   const inputs: string[] = ["go.mod", "go.sum"];
   for await (const entry of Deno.readDir(srcDir)) {
-    if (entry.isFile && entry.name.endsWith(".go")) inputs.push(entry.name);
+    if (entry.isFile && entry.name.endsWith(".go") && !entry.name.endsWith("_test.go")) {
+      inputs.push(entry.name);
+    }
   }
   if (!options.force && !(await stale(output, inputs, srcDir))) {
     return { path: output, rebuilt: false };

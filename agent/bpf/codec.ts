@@ -291,39 +291,84 @@ export function struct<const F extends StructFields>(
   const names = entries.map(([n]) => n);
   const isPad = layout.map((f) => f.padding);
   const n = codecs.length;
+  // The checked path: walks the fields and says which one is wrong.
+  const encodeChecked = (value: unknown, view: DataView, base: number): void => {
+    if (typeof value !== "object" || value === null) {
+      throw new TypeError(`struct ${name}: expected an object, got ${describe(value)}`);
+    }
+    const record = value as Record<string, unknown>;
+    for (let i = 0; i < n; i++) {
+      const v = record[names[i]];
+      if (v === undefined && !isPad[i]) {
+        throw new TypeError(`struct ${name}: field "${names[i]}" is missing`);
+      }
+      try {
+        codecs[i].encode(v, view, base + layout[i].offset);
+      } catch (error) {
+        const e = error as Error;
+        const Ctor = e instanceof RangeError ? RangeError : TypeError;
+        throw new Ctor(`${name}.${names[i]}: ${e.message}`, { cause: e });
+      }
+    }
+  };
+  const fast = compileStruct(names, isPad, layout.map((f) => f.offset), codecs, encodeChecked);
   return {
     name,
     size: offset,
     align,
     kind: `struct ${name}`,
     fields: layout,
-    encode(value, view, base) {
-      if (typeof value !== "object" || value === null) {
-        throw new TypeError(`struct ${name}: expected an object, got ${describe(value)}`);
-      }
-      const record = value as Record<string, unknown>;
-      for (let i = 0; i < n; i++) {
-        const v = record[names[i]];
-        if (v === undefined && !isPad[i]) {
-          throw new TypeError(`struct ${name}: field "${names[i]}" is missing`);
-        }
-        try {
-          codecs[i].encode(v, view, base + layout[i].offset);
-        } catch (error) {
-          const e = error as Error;
-          const Ctor = e instanceof RangeError ? RangeError : TypeError;
-          throw new Ctor(`${name}.${names[i]}: ${e.message}`, { cause: e });
-        }
-      }
-    },
-    decode(view, base) {
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < n; i++) {
-        if (!isPad[i]) out[names[i]] = codecs[i].decode(view, base + layout[i].offset);
-      }
-      return out as StructValue<F>;
-    },
+    encode: fast.encode,
+    decode: fast.decode as (view: DataView, offset: number) => StructValue<F>,
   };
+}
+
+/**
+ * Straight-line encode/decode for one struct: a property load and a codec call per field, each
+ * at its own site, so V8 keeps them monomorphic and inlines them. A generic loop over fields is
+ * about 3x slower, which matters at batch rates (2M elements/s leaves 0.5 µs per element).
+ * Names are emitted as JSON string literals and offsets as numbers: nothing else enters the
+ * source. Any failure re-runs `checked`, which throws the error naming the field.
+ */
+function compileStruct(
+  names: readonly string[],
+  isPad: readonly boolean[],
+  offsets: readonly number[],
+  codecs: readonly Codec<unknown>[],
+  checked: (value: unknown, view: DataView, base: number) => void,
+): {
+  encode(value: unknown, view: DataView, base: number): void;
+  decode(view: DataView, base: number): unknown;
+} {
+  const params = codecs.map((_, i) => `c${i}`);
+  const encodeLines = names.map((field, i) =>
+    isPad[i]
+      ? `c${i}.encode(undefined, view, base + ${offsets[i]});`
+      : `const f${i} = v[${
+        JSON.stringify(field)
+      }]; if (f${i} === undefined) return checked(v, view, base); c${i}.encode(f${i}, view, base + ${
+        offsets[i]
+      });`
+  );
+  const decodeProps = names.flatMap((field, i) =>
+    isPad[i] ? [] : [`${JSON.stringify(field)}: c${i}.decode(view, base + ${offsets[i]})`]
+  );
+  const source = `"use strict";
+return {
+  encode(v, view, base) {
+    if (typeof v !== "object" || v === null) return checked(v, view, base);
+    try {
+      ${encodeLines.join("\n      ")}
+    } catch (error) {
+      checked(v, view, base);
+      throw error;
+    }
+  },
+  decode(view, base) {
+    return { ${decodeProps.join(", ")} };
+  },
+};`;
+  return new Function("checked", ...params, source)(checked, ...codecs);
 }
 
 /** Per-CPU map values: the kernel hands out one slot per possible CPU, each rounded up to 8. */

@@ -47,12 +47,14 @@ func opLoad(op string, line []byte) (map[string]any, error) {
 	if req.Object == "" {
 		return nil, failf(op, "", codeBadRequest, "object is required")
 	}
+	createdDir := false
 	if err := checkPinDir(op, req.PinDir, false); err != nil {
 		var oe *opError
 		// A missing pin dir is made below; anything else (not bpffs, bad path) is final.
 		if !errors.As(err, &oe) || oe.code != codeNotFound {
 			return nil, err
 		}
+		createdDir = true
 	}
 	spec, err := ebpf.LoadCollectionSpec(req.Object)
 	if err != nil {
@@ -87,10 +89,23 @@ func opLoad(op string, line []byte) (map[string]any, error) {
 		maps = append(maps, r)
 	}
 
+	// undo removes what this load pinned, so a failed load leaves the pin dir as it was:
+	// maps it created (reused maps keep their pins and contents) and a dir it made.
+	undo := func() {
+		for _, m := range maps {
+			if m.Pin != "" && !m.Reused {
+				_ = os.Remove(m.Pin)
+			}
+		}
+		if createdDir {
+			_ = os.RemoveAll(req.PinDir)
+		}
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: req.PinDir},
 	})
 	if err != nil {
+		undo()
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fail(op, req.Object, codeIncompat, fmt.Errorf(
 				"%w (a pinned map in %s differs from the object's definition: remove the pin dir or keep the old size)",
@@ -116,6 +131,7 @@ func opLoad(op string, line []byte) (map[string]any, error) {
 		}
 		pin := filepath.Join(req.PinDir, progsSubdir, name)
 		if err := replacePin(pin, prog.Pin); err != nil {
+			undo()
 			return nil, kernelFail(op, name, fmt.Errorf("pin program %s: %w", name, err))
 		}
 		r := programResult{Name: name, Type: prog.Type().String(), Pin: pin}

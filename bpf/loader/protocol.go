@@ -6,6 +6,20 @@
 //
 // A request that is not JSON gets "id":null and code "bad_json". Fields an op does not know
 // are rejected (code "bad_request"), so a typo never silently means "default".
+//
+// Ops (request fields → result fields; the structs in load.go, attach.go, list.go say more):
+//
+//	hello                                   → protocol, ebpf, go, pid, ops
+//	load   object, pinDir, maxEntries?      → object, pinDir, maps[], programs[]
+//	attach pinDir, program, kind, link?,    → link, pin, target, replaced, unchanged
+//	       tc: iface, netns?, direction; xdp: iface, netns?, xdpMode?;
+//	       cgroup: cgroup, hook, allowCgroupRoot?
+//	detach pinDir, link                     → link, detached
+//	list   pinDir                           → pinDir, maps[], programs[], links[]
+//	remove pinDir                           → pinDir, removed, detached
+//
+// agent/bpf/loader_client.ts mirrors this file; change both together and bump
+// ProtocolVersion on any incompatible change.
 package main
 
 import (
@@ -117,8 +131,6 @@ func errorBody(op string, err error) ErrorBody {
 			log = log[len(log)-verifierLogTailLines:]
 		}
 		body.VerifierLog = strings.Join(log, "\n")
-		// The summary message is the last meaningful verifier line; keep the full tail apart.
-		body.Message = fmt.Sprintf("%v", verr)
 	}
 	return body
 }

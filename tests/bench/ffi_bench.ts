@@ -60,6 +60,10 @@ export async function benchFfi(): Promise<BenchResult[]> {
       for (let i = 0; i < ENTRIES; i++) map.get(keys[i]);
     });
     const batch = best(ROUNDS, () => map.updateBatch(entries));
+    const readAll = best(ROUNDS, () => map.readAll());
+    const iterate = best(ROUNDS, () => {
+      for (const _ of map.entries());
+    });
     const batchDelete = best(ROUNDS, () => map.deleteBatch(keys), () => map.updateBatch(entries));
     const raw = rawUpdate(pin, entries.map(([k, v]) => [encode(Key, k), encode(Value, v)]));
     return [
@@ -68,6 +72,8 @@ export async function benchFfi(): Promise<BenchResult[]> {
       rate("FFI map lookup, single", lookup),
       rate("FFI map update, batch", batch),
       rate("FFI map delete, batch", batchDelete),
+      rate("FFI map read all, lookup batch", readAll),
+      rate("FFI map read all, get_next_key + lookup", iterate),
     ];
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -1,0 +1,239 @@
+/**
+ * The iptables Service data plane: converges kube-proxy-style chains (iptables_rules.ts) into
+ * one namespace with `iptables-restore --noflush`, rewriting only the chains that changed, and
+ * clears UDP conntrack entries of endpoints that left (otherwise a UDP "flow" keeps going to a
+ * dead endpoint until its entry times out).
+ *
+ * How it works: the first sync (and the first after refresh()) reads our chains from the
+ * kernel with -save, so a restart is a normal sync and nothing is flushed; later syncs diff
+ * against what this object last wrote. Unchanged Services are not even re-rendered.
+ * @module
+ */
+import type { Dataplane, SyncReport } from "../dataplane.ts";
+import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "../lb/model.ts";
+import { run } from "../net/exec.ts";
+import { detectIptablesBackend, type IptablesBackend } from "./iptables_backend.ts";
+import { planConverge, removeChains } from "./iptables_converge.ts";
+import {
+  baseChains,
+  dispatchChains,
+  isServiceChain,
+  serviceJumps,
+  type ServiceRules,
+  serviceRules,
+  type ServiceRulesContext,
+  type UdpFrontend,
+} from "./iptables_rules.ts";
+import {
+  type OwnedChain,
+  renderRestore,
+  renderRuleSpec,
+  type Table,
+  type TableEdit,
+} from "./iptables_text.ts";
+import { checkSnapshot } from "./service_check.ts";
+
+/** Options for {@linkcode createIptablesDataplane}. */
+export interface IptablesDataplaneOptions extends ServiceRulesContext {
+  /** Namespace to program (/run/netns/NAME); default the current one. */
+  readonly netns?: string;
+  /** A backend to use instead of detecting legacy vs nft. */
+  readonly backend?: IptablesBackend;
+}
+
+interface CachedService {
+  readonly fingerprint: string;
+  readonly rules: ServiceRules;
+  /** Rendered specs per owned chain, and a signature of everything the Service writes. */
+  readonly rendered: Map<string, string[]>;
+  readonly signature: string;
+}
+
+const chainKey = (table: Table, name: string) => `${table}/${name}`;
+
+function renderChains(chains: readonly OwnedChain[]): Map<string, string[]> {
+  return new Map(chains.map((c) => [chainKey(c.table, c.name), c.rules.map(renderRuleSpec)]));
+}
+
+/** Detects the namespace's iptables flavour (unless given) and returns the data plane. */
+export async function createIptablesDataplane(
+  options: IptablesDataplaneOptions,
+): Promise<IptablesDataplane> {
+  const backend = options.backend ?? await detectIptablesBackend({ netns: options.netns });
+  return new IptablesDataplane(backend, options);
+}
+
+/** kube-proxy-style iptables Service data plane for one namespace. */
+export class IptablesDataplane implements Dataplane {
+  readonly kind = "iptables" as const;
+  #applied: Map<string, string[]> | undefined;
+  #cache = new Map<string, CachedService>();
+  #udp = new Map<string, UdpFrontend>();
+
+  constructor(readonly backend: IptablesBackend, readonly context: ServiceRulesContext) {}
+
+  /** Why this iptables flavour (for `skiff status`). */
+  get reason(): string {
+    return this.backend.reason;
+  }
+
+  /** Makes the next sync re-read the kernel (a periodic full resync repairs outside edits). */
+  refresh(): void {
+    this.#applied = undefined;
+  }
+
+  async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
+    const started = performance.now();
+    checkSnapshot(snapshot);
+    const extra = new Map<Table, string[]>();
+    let applied = this.#applied;
+    if (applied === undefined) {
+      const saved = await this.backend.save(["nat", "filter"]);
+      applied = new Map();
+      for (const table of ["nat", "filter"] as const) {
+        for (const [name, specs] of saved.get(table) ?? []) {
+          if (isServiceChain(name)) applied.set(chainKey(table, name), specs);
+        }
+      }
+      for (const edit of planConverge(saved, [], serviceJumps()).edits) {
+        extra.set(edit.table, [...(edit.extra ?? [])]);
+      }
+    }
+
+    const cache = new Map<string, CachedService>();
+    let changedServices = 0;
+    for (const entry of snapshot.services) {
+      const cached = this.#cached(entry);
+      cache.set(cached.rules.key, cached);
+      if (this.#cache.get(cached.rules.key)?.signature !== cached.signature) changedServices++;
+    }
+    for (const key of this.#cache.keys()) if (!cache.has(key)) changedServices++;
+
+    const desired = new Map<string, string[]>([
+      ...renderChains(baseChains()),
+      ...renderChains(dispatchChains([...cache.values()].map((c) => c.rules), this.context)),
+    ]);
+    for (const c of cache.values()) for (const [k, v] of c.rendered) desired.set(k, v);
+
+    const edits = new Map<Table, { write: OwnedChain[]; remove: string[] }>();
+    const editOf = (table: Table) => {
+      if (!edits.has(table)) edits.set(table, { write: [], remove: [] });
+      return edits.get(table)!;
+    };
+    const written: string[] = [];
+    for (const [key, specs] of desired) {
+      const have = applied.get(key);
+      if (have && have.length === specs.length && have.every((l, i) => l === specs[i])) continue;
+      const [table, name] = key.split("/") as [Table, string];
+      // Rendered specs are written as raw lines: a chain with pre-rendered rules.
+      editOf(table).write.push({ table, name, rules: [] });
+      written.push(key);
+    }
+    const removed: string[] = [];
+    for (const key of applied.keys()) {
+      if (desired.has(key)) continue;
+      const [table, name] = key.split("/") as [Table, string];
+      editOf(table).remove.push(name);
+      removed.push(key);
+    }
+    const tableEdits: TableEdit[] = (["nat", "filter"] as const).map((table) => ({
+      table,
+      write: editOf(table).write,
+      remove: editOf(table).remove,
+      extra: [
+        ...editOf(table).write.flatMap((c) =>
+          desired.get(chainKey(table, c.name))!.map((spec) => `-A ${c.name} ${spec}`)
+        ),
+        ...(extra.get(table) ?? []),
+      ],
+    }));
+    const text = renderRestore(tableEdits);
+    await this.backend.restore(text);
+
+    for (const key of removed) applied.delete(key);
+    for (const key of written) applied.set(key, desired.get(key)!);
+    this.#applied = applied;
+    this.#cache = cache;
+    const conntrackOps = await this.#clearStaleUdp(cache);
+    return {
+      durationMs: performance.now() - started,
+      operations: (text === "" ? 0 : text.trimEnd().split("\n").length) + conntrackOps,
+      changedServices,
+    };
+  }
+
+  #cached(entry: ServiceEntry): CachedService {
+    const fingerprint = JSON.stringify(entry);
+    const old = this.#cache.get(serviceKey(entry.service));
+    if (old?.fingerprint === fingerprint) return old;
+    const rules = serviceRules(entry, this.context);
+    const rendered = renderChains(rules.chains);
+    const signature = JSON.stringify([
+      [...rendered],
+      rules.services.map(renderRuleSpec),
+      rules.nodePorts.map(renderRuleSpec),
+      rules.reject.map(renderRuleSpec),
+    ]);
+    return { fingerprint, rules, rendered, signature };
+  }
+
+  /** `conntrack -D` for UDP flows whose endpoint may no longer take new flows. */
+  async #clearStaleUdp(cache: Map<string, CachedService>): Promise<number> {
+    const now = new Map<string, UdpFrontend>();
+    for (const c of cache.values()) {
+      for (const [port, front] of c.rules.udp) now.set(`${c.rules.key}|${port}`, front);
+    }
+    const commands: string[][] = [];
+    for (const [key, before] of this.#udp) {
+      const after = new Set(now.get(key)?.targets ?? []);
+      for (const target of before.targets) {
+        if (after.has(target)) continue;
+        const ip = target.slice(0, target.lastIndexOf(":"));
+        for (const vip of before.ips) {
+          commands.push([
+            "conntrack",
+            "-D",
+            "-p",
+            "udp",
+            "--orig-dst",
+            vip,
+            "--orig-port-dst",
+            String(before.port),
+            "--dst-nat",
+            ip,
+          ]);
+        }
+        if (before.nodePort !== undefined) {
+          commands.push([
+            "conntrack",
+            "-D",
+            "-p",
+            "udp",
+            "--orig-port-dst",
+            String(before.nodePort),
+            "--dst-nat",
+            ip,
+          ]);
+        }
+      }
+    }
+    this.#udp = now;
+    for (const argv of commands) {
+      // Exit 1 means "0 flow entries deleted": nothing to clear.
+      const out = await run(argv, { netns: this.backend.netns, allowFailure: true });
+      if (out.code > 1) throw new Error(`${argv.join(" ")}: ${out.stderr.trim()}`);
+    }
+    return commands.length;
+  }
+
+  async uninstall(): Promise<void> {
+    await removeChains(this.backend, ["nat", "filter"], isServiceChain);
+    this.#applied = undefined;
+    this.#cache.clear();
+    this.#udp.clear();
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

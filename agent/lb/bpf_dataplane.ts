@@ -1,0 +1,146 @@
+/**
+ * The eBPF Service data plane: socket LB on a cgroup, tc LB on the node's uplink(s), both
+ * sharing the pinned LB maps, converged by LbReconciler. Programs are loaded and attached
+ * through the Go loader (links pinned, so they outlive this process); the maps outlive it too,
+ * and a restarted agent picks them up and changes only the difference.
+ * @module
+ */
+import { REPO_ROOT } from "../bpf/build.ts";
+import { type CgroupHook, LoaderClient } from "../bpf/loader_client.ts";
+import type { Dataplane, SyncReport } from "../dataplane.ts";
+import type { ServiceSnapshot } from "./model.ts";
+import { parseSnapshot } from "./validate.ts";
+import { LB_MAP_NAMES } from "./lb_abi.ts";
+import { LbMaps } from "./lb_maps.ts";
+import { LbReconciler, type LbSyncReport } from "./reconciler.ts";
+
+/** Where and for whom the data plane runs. */
+export interface BpfDataplaneOptions {
+  /** bpffs pin dir of this node's instance, e.g. /sys/fs/bpf/skiff/<node>. */
+  readonly pinDir: string;
+  /** cgroup v2 dir whose processes get socket LB (never the cgroup root). Omit for none. */
+  readonly cgroup?: string;
+  /** Devices that get tc LB (ingress + egress), e.g. ["eth0"]. Default none. */
+  readonly devices?: readonly string[];
+  /** Network namespace of the devices (/run/netns/NAME); default the loader's own. */
+  readonly netns?: string;
+  readonly nodeName: string;
+  /** Node addresses for NodePorts; the first one is the SNAT address. */
+  readonly nodeIPs: readonly string[];
+  /** Directory of tc_lb.o and sock_lb.o. Default <repo>/build/bpf. */
+  readonly objectDir?: string;
+  /** The loader binary (default build/skiff-loader). */
+  readonly loaderPath?: string;
+}
+
+const CGROUP_HOOKS: readonly CgroupHook[] = ["connect4", "sendmsg4", "recvmsg4", "getpeername4"];
+const LINK_PREFIX = "lb-";
+
+/** The eBPF data plane of one node. */
+export class BpfDataplane implements Dataplane {
+  readonly kind = "bpf" as const;
+  #closed = false;
+  /** What the last sync did, with the LB's detail. */
+  lastReport: LbSyncReport | undefined;
+
+  private constructor(
+    readonly options: BpfDataplaneOptions,
+    readonly maps: LbMaps,
+    readonly reconciler: LbReconciler,
+  ) {}
+
+  /**
+   * Loads the LB programs into the pin dir (maps pinned there are reused with their contents),
+   * attaches them (an existing link is swapped atomically), and opens the maps. Unwinds what
+   * it attached when a step fails.
+   */
+  static async install(options: BpfDataplaneOptions): Promise<BpfDataplane> {
+    const objects = options.objectDir ?? `${REPO_ROOT}/build/bpf`;
+    await using loader = await LoaderClient.start(
+      options.loaderPath ? { path: options.loaderPath } : {},
+    );
+    const attached: string[] = [];
+    try {
+      for (const name of ["tc_lb", "sock_lb"]) {
+        await loader.load({ object: `${objects}/${name}.o`, pinDir: options.pinDir });
+      }
+      for (const hook of options.cgroup ? CGROUP_HOOKS : []) {
+        const link = `${LINK_PREFIX}${hook}`;
+        await loader.attach({
+          kind: "cgroup",
+          pinDir: options.pinDir,
+          program: `sock_lb_${hook}`,
+          cgroup: options.cgroup!,
+          hook,
+          link,
+        });
+        attached.push(link);
+      }
+      for (const device of options.devices ?? []) {
+        for (const direction of ["ingress", "egress"] as const) {
+          const link = `${LINK_PREFIX}tc-${direction}-${device}`;
+          await loader.attach({
+            kind: "tc",
+            pinDir: options.pinDir,
+            program: `tc_lb_${direction}`,
+            iface: device,
+            netns: options.netns,
+            direction,
+            link,
+          });
+          attached.push(link);
+        }
+      }
+      const maps = LbMaps.open(options.pinDir);
+      return new BpfDataplane(
+        options,
+        maps,
+        new LbReconciler(maps, { nodeName: options.nodeName, nodeIPs: options.nodeIPs }),
+      );
+    } catch (error) {
+      for (const link of attached.reverse()) {
+        await loader.detach({ pinDir: options.pinDir, link }).catch(() => {});
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
+   * then converges the maps.
+   */
+  sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
+    if (this.#closed) return Promise.reject(new Error("BpfDataplane is closed"));
+    const valid = parseSnapshot(snapshot);
+    this.lastReport = this.reconciler.sync(valid);
+    return Promise.resolve(this.lastReport);
+  }
+
+  /** Detaches the LB links and removes the LB programs and maps from the pin dir. */
+  async uninstall(): Promise<void> {
+    await this.close();
+    const dir = this.options.pinDir;
+    await using loader = await LoaderClient.start(
+      this.options.loaderPath ? { path: this.options.loaderPath } : {},
+    );
+    const listed = await loader.list(dir);
+    for (const link of listed.links) {
+      if (link.name.startsWith(LINK_PREFIX)) await loader.detach({ pinDir: dir, link: link.name });
+    }
+    for (const p of listed.programs) {
+      if (p.name.startsWith("tc_lb_") || p.name.startsWith("sock_lb_")) {
+        await Deno.remove(p.pin).catch(() => {});
+      }
+    }
+    for (const name of LB_MAP_NAMES) await Deno.remove(`${dir}/${name}`).catch(() => {});
+  }
+
+  /** Closes the map fds; programs, links and maps stay (traffic keeps flowing). */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.maps.close();
+    }
+    return Promise.resolve();
+  }
+}

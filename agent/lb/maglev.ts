@@ -1,0 +1,221 @@
+/**
+ * Maglev consistent hashing (Eisenbud et al., NSDI 2016): a lookup table of prime size whose
+ * slots name backends, so a flow hash picks a backend and removing one of N backends moves
+ * only about 1/N of the slots. Pure and deterministic: the same backends give the same table.
+ *
+ * How it works: each backend's key gives an offset and a skip from two independent hashes;
+ * its permutation of the table is offset, offset+skip, offset+2·skip … (mod size, a prime, so
+ * every skip visits every slot). Backends take turns, in key order, claiming their next free
+ * preferred slot until the table is full; with equal weights each backend gets ⌊M/N⌋ or ⌈M/N⌉.
+ * @module
+ */
+
+/** Default table size: a prime, as in Cilium (M ≫ N keeps disruption near 1/N). */
+export const DEFAULT_MAGLEV_TABLE_SIZE = 16381;
+
+/** One backend in the table. */
+export interface MaglevBackend {
+  /** What the table slots hold (the backend id of the data plane). */
+  readonly id: number;
+  /**
+   * Stable identity that drives the backend's permutation, e.g. "10.244.1.5:8080". It must
+   * not depend on the id, so a backend keeps its slots when ids are reallocated.
+   */
+  readonly key: string;
+  /** Relative weight (default 1); 0 gives the backend no slots. */
+  readonly weight?: number;
+}
+
+/** True when n is a prime number (trial division; fine for table sizes). */
+export function isPrime(n: number): boolean {
+  if (!Number.isSafeInteger(n) || n < 2) return false;
+  if (n % 2 === 0) return n === 2;
+  if (n % 3 === 0) return n === 3;
+  for (let d = 5; d * d <= n; d += 6) {
+    if (n % d === 0 || n % (d + 2) === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Builds a Maglev lookup table of `size` slots, each holding a backend id. The result does
+ * not depend on the order of `backends`. With no backends it returns an empty array (nothing
+ * to choose from: the data plane must treat the service as having no backend).
+ * Throws RangeError when size is not a prime greater than the number of backends, and
+ * TypeError on duplicate keys or ids, bad ids or bad weights.
+ */
+export function buildMaglevTable(
+  backends: readonly MaglevBackend[],
+  size: number = DEFAULT_MAGLEV_TABLE_SIZE,
+): Uint32Array {
+  if (!isPrime(size)) throw new RangeError(`Maglev table size ${size} is not a prime`);
+  if (backends.length >= size) {
+    throw new RangeError(
+      `Maglev table size ${size} must be greater than the number of backends (${backends.length})`,
+    );
+  }
+  const sorted = checkedAndSorted(backends);
+  const weights = sorted.map((b) => b.weight ?? 1);
+  const maxWeight = Math.max(0, ...weights);
+  if (sorted.length === 0) return new Uint32Array(0);
+  if (maxWeight === 0) throw new TypeError("Maglev backends all have weight 0");
+
+  const n = sorted.length;
+  const position = new Uint32Array(n); // current permutation entry of each backend
+  const skip = new Uint32Array(n);
+  const ids = new Uint32Array(n);
+  const gain = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const bytes = encoder.encode(sorted[i].key);
+    position[i] = fmix32(fnv1a32(bytes)) % size;
+    skip[i] = (murmur3_32(bytes, SKIP_SEED) % (size - 1)) + 1;
+    ids[i] = sorted[i].id;
+    gain[i] = weights[i] / maxWeight;
+  }
+
+  return gain.every((g) => g === 1)
+    ? fill(size, position, skip, ids)
+    : fillWeighted(size, position, skip, ids, gain);
+}
+
+/** Equal weights: backends take one slot per turn (the hot path, kept branch-free). */
+function fill(
+  size: number,
+  position: Uint32Array,
+  skip: Uint32Array,
+  ids: Uint32Array,
+): Uint32Array {
+  const n = ids.length;
+  const table = new Uint32Array(size);
+  const taken = new Uint8Array(size);
+  let filled = 0;
+  for (;;) {
+    for (let i = 0; i < n; i++) {
+      const step = skip[i];
+      let c = position[i];
+      while (taken[c] !== 0) {
+        c += step;
+        if (c >= size) c -= size;
+      }
+      taken[c] = 1;
+      table[c] = ids[i];
+      c += step;
+      position[i] = c >= size ? c - size : c;
+      if (++filled === size) return table;
+    }
+  }
+}
+
+/** Weighted turns: per round a backend gains weight/maxWeight credit and claims a slot per
+ * whole credit, so the heaviest claims every round and the others proportionally. */
+function fillWeighted(
+  size: number,
+  position: Uint32Array,
+  skip: Uint32Array,
+  ids: Uint32Array,
+  gain: Float64Array,
+): Uint32Array {
+  const n = ids.length;
+  const credit = new Float64Array(n);
+  const table = new Uint32Array(size);
+  const taken = new Uint8Array(size);
+  let filled = 0;
+  for (;;) {
+    for (let i = 0; i < n; i++) {
+      credit[i] += gain[i];
+      if (credit[i] < 1) continue;
+      credit[i] -= 1;
+      const step = skip[i];
+      let c = position[i];
+      while (taken[c] !== 0) {
+        c += step;
+        if (c >= size) c -= size;
+      }
+      taken[c] = 1;
+      table[c] = ids[i];
+      c += step;
+      position[i] = c >= size ? c - size : c;
+      if (++filled === size) return table;
+    }
+  }
+}
+
+const encoder = new TextEncoder();
+const SKIP_SEED = 0x9747b28c;
+
+function checkedAndSorted(backends: readonly MaglevBackend[]): MaglevBackend[] {
+  const keys = new Set<string>();
+  const ids = new Set<number>();
+  for (const b of backends) {
+    if (!Number.isInteger(b.id) || b.id < 0 || b.id > 0xffffffff) {
+      throw new TypeError(
+        `Maglev backend "${b.key}" has id ${b.id}, not a 32-bit unsigned integer`,
+      );
+    }
+    if (keys.has(b.key)) throw new TypeError(`Maglev backend key "${b.key}" appears twice`);
+    if (ids.has(b.id)) throw new TypeError(`Maglev backend id ${b.id} appears twice`);
+    const w = b.weight ?? 1;
+    if (!Number.isInteger(w) || w < 0 || w > 0xffff) {
+      throw new TypeError(`Maglev backend "${b.key}" has weight ${w}, not an integer 0..65535`);
+    }
+    keys.add(b.key);
+    ids.add(b.id);
+  }
+  // Turn order breaks ties between backends that want the same slot; sorting by key makes the
+  // table independent of input order. Plain code-unit comparison: locale-free and stable.
+  return [...backends].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** FNV-1a, 32-bit. */
+function fnv1a32(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** MurmurHash3's finalizer: spreads FNV's weak low-byte differences over all 32 bits. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** MurmurHash3 x86, 32-bit. */
+function murmur3_32(bytes: Uint8Array, seed: number): number {
+  let h = seed >>> 0;
+  const blocks = bytes.length >>> 2;
+  for (let i = 0; i < blocks; i++) {
+    const j = i * 4;
+    let k = bytes[j] | (bytes[j + 1] << 8) | (bytes[j + 2] << 16) | (bytes[j + 3] << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  let k = 0;
+  const tail = blocks * 4;
+  switch (bytes.length & 3) {
+    case 3:
+      k ^= bytes[tail + 2] << 16;
+    // falls through
+    case 2:
+      k ^= bytes[tail + 1] << 8;
+    // falls through
+    case 1:
+      k ^= bytes[tail];
+      k = Math.imul(k, 0xcc9e2d51);
+      k = (k << 15) | (k >>> 17);
+      k = Math.imul(k, 0x1b873593);
+      h ^= k;
+  }
+  h ^= bytes.length;
+  return fmix32(h);
+}
