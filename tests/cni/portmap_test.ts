@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createLab } from "../lab/lab.ts";
 import { podCommand } from "../../cli/commands/pod.ts";
+import { main } from "../../cli/skiff.ts";
 import { readRecord } from "../../agent/cni/runtime.ts";
 import { createCniNode } from "./cni_node.ts";
 
@@ -37,7 +38,8 @@ Deno.test("a hostPort mapped by `skiff pod add --port` reaches the Pod from outs
     "--state-dir",
     node.stateDir,
   ];
-  const add = await capture(() => podCommand(["add", pod, ...flags, "--port", "8080:80/tcp"]));
+  // through the skiff command table, as `deno task skiff pod add …` runs it
+  const add = await capture(() => main(["pod", "add", pod, ...flags, "--port", "8080:80/tcp"]));
   assert.equal(add.code, 0);
   assert.match(add.out, new RegExp(`^${pod}\\t10\\.244\\.1\\.\\d+/24\\t/run/netns/${pod}$`));
   const list = await capture(() => podCommand(["list", ...flags]));
