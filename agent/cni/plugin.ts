@@ -115,6 +115,13 @@ async function cmdAdd(env: PluginEnv, conf: SkiffNetConf): Promise<CniResult> {
   await requireNetns(env.netns);
   const subnet = await readSubnetEnv(conf.subnetFile);
   const { type, delegate } = await prepareDelegate(env, conf, subnet);
+  // A second ADD must not touch the first one (undoing its failure would DEL the first).
+  if (await loadSaved(conf, env.containerId).catch(() => undefined)) {
+    throw new CniError(
+      CniCode.AlreadyAdded,
+      `container ${env.containerId} is already added to ${conf.name}: DEL it first`,
+    );
+  }
   const saved: SavedDelegate = {
     containerID: env.containerId,
     ifName: env.ifName,
@@ -168,10 +175,25 @@ async function loadSaved(
 }
 
 async function cmdDel(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
-  const saved = await loadSaved(conf, env.containerId);
-  if (!saved) return undefined; // never added, or already deleted: DEL is idempotent
-  const type = String(saved.delegate.type ?? "bridge");
-  await invokePlugin(type, saved.delegate, { ...invokeArgs(env), command: "DEL" });
+  let delegate: Record<string, unknown>;
+  try {
+    const saved = await loadDelegate(conf.dataDir, env.containerId);
+    if (!saved) return undefined; // never added, or already deleted: DEL is idempotent
+    delegate = saved.delegate;
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) {
+      throw new CniError(
+        CniCode.IoFailure,
+        `cannot read the saved delegate of ${env.containerId} in ${conf.dataDir}`,
+        String(e),
+      );
+    }
+    // an unreadable saved delegate must not block DEL forever: rebuild it from subnet.env
+    const subnet = await readSubnetEnv(conf.subnetFile);
+    delegate = (await prepareDelegate(env, conf, subnet)).delegate;
+  }
+  const type = String(delegate.type ?? "bridge");
+  await invokePlugin(type, delegate, { ...invokeArgs(env), command: "DEL" });
   await removeDelegate(conf.dataDir, env.containerId);
   return undefined;
 }
