@@ -109,11 +109,12 @@ export class BpfDataplane implements Dataplane {
    * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
    * then converges the maps.
    */
-  sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
-    if (this.#closed) return Promise.reject(new Error("BpfDataplane is closed"));
+  // deno-lint-ignore require-await -- async so a validation error is a rejection, not a throw
+  async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
+    if (this.#closed) throw new Error("BpfDataplane is closed");
     const valid = parseSnapshot(snapshot);
     this.lastReport = this.reconciler.sync(valid);
-    return Promise.resolve(this.lastReport);
+    return this.lastReport;
   }
 
   /** Detaches the LB links and removes the LB programs and maps from the pin dir. */
