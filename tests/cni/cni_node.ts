@@ -63,6 +63,10 @@ export interface CniNodeOptions {
   conflist?: ConflistOptions;
   /** Install the shim and the conflist. Default true. */
   install?: boolean;
+  /** On a lab node: the Pod names' prefix after the lab prefix (default "p"). */
+  podPrefix?: string;
+  /** Use this subnet.env (e.g. the overlay's) instead of writing one. */
+  subnetFile?: string;
   /** Use this existing namespace (a lab node) instead of making one; its prefix names Pods. */
   onNode?: { readonly name: string; readonly nsPath: string; readonly prefix: string };
 }
@@ -88,7 +92,7 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
   const nsName = options.onNode?.name ?? `${prefix}n0`;
   const root = await Deno.makeTempDir({ prefix: `${prefix}-cni-` });
   const binDir = `${root}/bin`;
-  const subnetFile = `${root}/run/flannel/subnet.env`;
+  const subnetFile = options.subnetFile ?? `${root}/run/flannel/subnet.env`;
   const dataDir = `${root}/var/lib/cni/skiff`;
   const ipamDataDir = `${root}/var/lib/cni/networks`;
   const confFile = `${root}/etc/cni/net.d/10-skiff.conflist`;
@@ -99,7 +103,7 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
   const cleanup = async () => {
     for (const stop of servers) await stop();
     // on a lab node the lab owns the namespaces; only the Pods made here go
-    await deleteNetnsWithPrefix(options.onNode ? `${prefix}p` : prefix);
+    await deleteNetnsWithPrefix(options.onNode ? `${prefix}${options.podPrefix ?? "p"}` : prefix);
     await Deno.remove(root, { recursive: true }).catch(() => {});
   };
   try {
@@ -108,15 +112,17 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
       await run(["ip", "-n", nsName, "link", "set", "lo", "up"]);
     }
     await Deno.mkdir(`${root}/run/flannel`, { recursive: true });
-    await Deno.writeTextFile(
-      subnetFile,
-      formatSubnetEnv({
-        network: options.network ?? "10.244.0.0/16",
-        subnet: options.subnet ?? "10.244.1.1/24",
-        mtu: options.mtu ?? 1450,
-        ipMasq: options.ipMasq ?? true,
-      }),
-    );
+    if (!options.subnetFile) {
+      await Deno.writeTextFile(
+        subnetFile,
+        formatSubnetEnv({
+          network: options.network ?? "10.244.0.0/16",
+          subnet: options.subnet ?? "10.244.1.1/24",
+          mtu: options.mtu ?? 1450,
+          ipMasq: options.ipMasq ?? true,
+        }),
+      );
+    }
     await linkReferencePlugins(binDir);
     if (options.install ?? true) {
       await installPlugin(binDir);
