@@ -5,6 +5,7 @@ import { CniError } from "./errors.ts";
 import { formatSubnetEnv, parseSubnetEnv } from "./subnet_env.ts";
 import { convertResult } from "./version.ts";
 import { pickDelegateVersion } from "./delegate_version.ts";
+import { formatSubnetEnv as overlayFormat } from "../overlay/subnet_env.ts";
 
 const ENV = parseSubnetEnv(
   "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
@@ -116,4 +117,20 @@ Deno.test("pickDelegateVersion keeps the result format when the delegate lacks t
     () => pickDelegateVersion("1.0.0", ["0.3.1", "0.4.0"]),
     (e: CniError) => e.code === 1,
   );
+});
+
+Deno.test("the plugin reads the subnet.env the overlay writes", () => {
+  const text = overlayFormat({
+    network: "10.244.0.0/16",
+    subnet: "10.244.7.0/24",
+    mtu: 1450,
+    ipMasq: false,
+  });
+  assert.deepEqual(parseSubnetEnv(text), {
+    network: "10.244.0.0/16",
+    subnet: "10.244.7.0/24",
+    gateway: "10.244.7.1",
+    mtu: 1450,
+    ipMasq: false,
+  });
 });
