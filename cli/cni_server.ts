@@ -1,13 +1,14 @@
 /**
  * Runs the CNI fast-path server alone (the agent embeds `serveCni` itself):
- * `deno run -A cli/cni_server.ts /run/skiff/cni.sock` — in the node's network namespace.
+ * `deno run -A cli/cni_server.ts /run/skiff/cni.sock [HOST_NETNS]` — in the node's network
+ * namespace, or anywhere with HOST_NETNS (e.g. /run/netns/node1) where delegates must run.
  * @module
  */
 
 import { serveCni } from "../agent/cni/server.ts";
 
 const path = Deno.args[0] ?? "/run/skiff/cni.sock";
-const server = await serveCni(path);
+const server = await serveCni(path, { hostNetns: Deno.args[1] });
 const stop = async () => {
   await server.close();
   Deno.exit(0);

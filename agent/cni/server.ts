@@ -9,7 +9,7 @@
  * @module
  */
 
-import { runPlugin } from "./plugin.ts";
+import { runPlugin, type RunPluginOptions } from "./plugin.ts";
 
 /** A running CNI socket server. */
 export interface CniServer extends AsyncDisposable {
@@ -43,7 +43,7 @@ export function parseRequest(text: string): { env: Record<string, string>; stdin
 }
 
 /** Serves CNI requests on unix socket `path` (0600; a stale socket file is replaced). */
-export async function serveCni(path: string): Promise<CniServer> {
+export async function serveCni(path: string, options: RunPluginOptions = {}): Promise<CniServer> {
   await Deno.remove(path).catch(() => {});
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -52,7 +52,7 @@ export async function serveCni(path: string): Promise<CniServer> {
   const inflight = new Set<Promise<void>>();
   const loop = (async () => {
     for await (const conn of listener) {
-      const p = handle(conn).finally(() => inflight.delete(p));
+      const p = handle(conn, options).finally(() => inflight.delete(p));
       inflight.add(p);
     }
   })().catch(() => {});
@@ -68,7 +68,7 @@ export async function serveCni(path: string): Promise<CniServer> {
   return { path, close, [Symbol.asyncDispose]: close };
 }
 
-async function handle(conn: Deno.UnixConn): Promise<void> {
+async function handle(conn: Deno.UnixConn, options: RunPluginOptions): Promise<void> {
   try {
     const chunks: Uint8Array[] = [];
     const buf = new Uint8Array(65536);
@@ -78,7 +78,7 @@ async function handle(conn: Deno.UnixConn): Promise<void> {
       chunks.push(buf.slice(0, n));
     }
     const text = new TextDecoder().decode(concat(chunks));
-    const outcome = await runPlugin(parseRequest(text));
+    const outcome = await runPlugin(parseRequest(text), options);
     if (outcome.stderr) console.error(outcome.stderr.trimEnd());
     const answer = (outcome.stdout ? `${outcome.stdout}\n` : "") + `#exit=${outcome.exitCode}`;
     await writeAll(conn, new TextEncoder().encode(answer));

@@ -5,7 +5,9 @@
  */
 
 import assert from "node:assert/strict";
+import { installPlugin } from "../../agent/cni/install.ts";
 import { runPlugin } from "../../agent/cni/plugin.ts";
+import { serveCni } from "../../agent/cni/server.ts";
 import { run } from "../../agent/net/exec.ts";
 import { createCniNode } from "./cni_node.ts";
 
@@ -76,4 +78,43 @@ Deno.test("the shim forwards to the agent socket and falls back when it is gone"
   const after = await node.snapshot();
   assert.deepEqual(after.delegates, before.delegates);
   assert.deepEqual(after.allocations, []);
+});
+
+Deno.test("an agent outside the node namespace serves the socket with hostNetns", async () => {
+  await using node = await createCniNode();
+  const netns = await node.addNetns("h1");
+  await installPlugin(node.binDir, { socket: node.socket });
+  // the bridge is named after the run, so a wrong namespace could only ever make sk* objects
+  const bridge = `${node.prefix}br`;
+  const conf = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "skiff",
+    type: "skiff",
+    subnetFile: node.subnetFile,
+    dataDir: node.dataDir,
+    ipamDataDir: node.ipamDataDir,
+    delegate: { bridge },
+  });
+  const env = (command: string) => ({
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: "h1",
+    CNI_NETNS: netns,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: node.binDir,
+  });
+  const server = await serveCni(node.socket, { hostNetns: node.nsPath });
+  try {
+    Deno.env.set("SKIFF_ROOT", "/nonexistent-skiff-root");
+    const add = await node.plugin(env("ADD"), conf);
+    assert.equal(add.code, 0, add.stdout);
+    assert.ok((await node.snapshot()).links.includes(bridge), "bridge made in the node netns");
+    const inRoot = await run(["ip", "link", "show", bridge], { allowFailure: true });
+    assert.notEqual(inRoot.code, 0, "no bridge in the root namespace");
+    assert.equal((await node.plugin(env("DEL"), conf)).code, 0);
+    assert.deepEqual((await node.snapshot()).allocations, []);
+  } finally {
+    Deno.env.delete("SKIFF_ROOT");
+    await server.close();
+    await run(["ip", "link", "del", bridge], { allowFailure: true }); // only if it went wrong
+  }
 });
