@@ -6,6 +6,7 @@
 import { type Command, commandGroup, EXIT_RUNTIME, EXIT_USAGE, UsageError } from "./command.ts";
 import { serviceCommand } from "./commands/service.ts";
 import { installCommand, statusCommand, uninstallCommand } from "./commands/lifecycle.ts";
+import { podCliCommand } from "./commands/pod.ts";
 import { ServiceValidationError } from "../agent/lb/validate.ts";
 
 /** Top-level subcommands, in the order `skiff --help` lists them. */
@@ -14,6 +15,7 @@ export const COMMANDS: readonly Command[] = [
   installCommand,
   uninstallCommand,
   serviceCommand,
+  podCliCommand,
 ];
 
 /** Runs skiff with `args` (without the program name) and returns the exit code. */
