@@ -5,6 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
+import type { Command } from "../command.ts";
 import { labNodeRoot, nodeCniPaths } from "../../agent/cni/paths.ts";
 import {
   addPod,
@@ -108,3 +109,10 @@ export async function podCommand(args: string[]): Promise<number> {
     return 1;
   }
 }
+
+/** The `skiff pod` entry of the command table. */
+export const podCliCommand: Command = {
+  name: "pod",
+  summary: "create, check, list and delete Pods through the node's CNI conflist",
+  run: podCommand,
+};
