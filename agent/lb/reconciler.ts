@@ -9,6 +9,7 @@
 import type { SyncReport } from "../dataplane.ts";
 import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
 import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
+import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
 import {
   applyDiffInPlace,
@@ -47,6 +48,47 @@ export function readLbState(maps: LbMaps): LbState {
     maglevIds: maps.maglev.keys(),
     snatAddr: config && config.snat_addr !== "0.0.0.0" ? config.snat_addr : undefined,
   });
+}
+
+/** A sync that would not fit in the maps; thrown before anything is written. */
+export class LbCapacityError extends RangeError {
+  constructor(readonly map: string, readonly wanted: number, readonly max: number) {
+    super(
+      `Cannot sync: map "${map}" would need ${wanted} entries (new ones are written before old ones go), more than its ${max}; build with a larger size`,
+    );
+    this.name = "LbCapacityError";
+  }
+}
+
+/**
+ * Throws LbCapacityError when a map would overflow while `diff` is applied: new entries are
+ * written before old ones are deleted, so the peak is what is there plus what is new.
+ */
+export function checkCapacity(maps: LbMaps, state: LbState, diff: LbDiff): void {
+  const peak = (have: number, newOnes: number, map: { name: string; info(): MapInfo }) => {
+    const max = map.info().maxEntries;
+    if (have + newOnes > max) throw new LbCapacityError(map.name, have + newOnes, max);
+  };
+  peak(
+    state.services.size,
+    diff.serviceUpserts.filter(([k]) => !state.services.has(svcKeyId(k))).length,
+    maps.services,
+  );
+  peak(
+    state.backends.size,
+    diff.backendUpserts.filter(([id]) => !state.backends.has(id)).length,
+    maps.backends,
+  );
+  peak(
+    state.revNat.size,
+    diff.revNatUpserts.filter(([id]) => !state.revNat.has(id)).length,
+    maps.revNat,
+  );
+  peak(
+    state.maglevIds.size,
+    diff.maglevUpserts.filter(([id]) => !state.maglevIds.has(id)).length,
+    maps.maglev,
+  );
 }
 
 /** Applies a diff in make-before-break order; returns the map operations made. */
@@ -156,6 +198,7 @@ export class LbReconciler {
       state = this.#state ?? readLbState(this.maps);
       const { plan, scope } = this.#plan(snapshot, full);
       diff = diffLb(plan, state, maglevSize, scope);
+      checkCapacity(this.maps, state, diff);
     } catch (error) {
       this.invalidate(); // nothing was written; start over from the maps next time
       throw error;
