@@ -37,14 +37,15 @@ export interface LbSyncReport extends SyncReport {
 /** Reads the maps' current contents (Maglev tables by key only). */
 export function readLbState(maps: LbMaps): LbState {
   const services: [string, { key: SvcKey; value: SvcValue }][] = [];
-  for (const [key, value] of maps.services.entries()) {
+  // batch lookups: a chunk of entries per syscall (a restart reads every entry once)
+  for (const [key, value] of maps.services.readAll()) {
     services.push([svcKeyId(key), { key, value }]);
   }
   const config = maps.config.get(0);
   return makeLbState({
     services,
-    backends: maps.backends.entries(),
-    revNat: maps.revNat.entries(),
+    backends: maps.backends.readAll(),
+    revNat: maps.revNat.readAll(),
     maglevIds: maps.maglev.keys(),
     snatAddr: config && config.snat_addr !== "0.0.0.0" ? config.snat_addr : undefined,
   });
@@ -120,7 +121,7 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
   let purged = 0;
   if (removed.size > 0) {
     const keys = [];
-    for (const [key, value] of maps.ct.entries()) {
+    for (const [key, value] of maps.ct.readAll()) {
       if (key.proto === IPPROTO.UDP && removed.has(value.backend_id)) keys.push(key);
     }
     if (keys.length) purged += maps.ct.deleteBatch(keys).count;
@@ -129,7 +130,7 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
   const goneFrontends = new Set(diff.revNatDeletes);
   if (removed.size > 0 || changedFrontends.size > 0 || goneFrontends.size > 0) {
     const keys = [];
-    for (const [key, value] of maps.affinity.entries()) {
+    for (const [key, value] of maps.affinity.readAll()) {
       const allowed = diff.newFlowBackends.get(key.rev_nat_id);
       if (
         removed.has(value.backend_id) || goneFrontends.has(key.rev_nat_id) ||
