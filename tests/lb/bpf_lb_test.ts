@@ -96,7 +96,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "bpf: a Pod without socket LB reaches ClusterIP backends through tc LB on its device",
+  name: "bpf: a Pod without socket LB reaches ClusterIP backends through tc LB on its device; uninstall removes it all",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -140,5 +140,20 @@ Deno.test({
       "many TCP 2",
     );
     assert.equal(none.failures, 2);
+
+    // uninstall takes every LB link, program and map out of the pin dir, and is idempotent
+    await world.dataplane.uninstall();
+    await world.dataplane.uninstall();
+    const left: string[] = [];
+    for (const sub of ["", "/links", "/progs"]) {
+      for await (const e of Deno.readDir(`${world.node.pinDir}${sub}`)) {
+        if (/^(lb[_-]|tc_lb|sock_lb)/.test(e.name)) left.push(`${sub}/${e.name}`);
+      }
+    }
+    assert.deepEqual(left, []);
+    const hooked = await world.startClient(world.client, "10.96.0.10", 80, true).cmd<ManyResult>(
+      "many TCP 2",
+    );
+    assert.equal(hooked.failures, 2, "no socket LB left on the cgroup");
   },
 });
