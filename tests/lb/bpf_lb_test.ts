@@ -96,7 +96,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "bpf: a Pod without socket LB reaches ClusterIP backends through tc LB on its device; uninstall removes it all",
+  name:
+    "bpf: a Pod without socket LB reaches ClusterIP backends through tc LB on its device; uninstall removes it all",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
