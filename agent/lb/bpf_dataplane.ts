@@ -10,7 +10,8 @@ import { type CgroupHook, LoaderClient } from "../bpf/loader_client.ts";
 import type { Dataplane, SyncReport } from "../dataplane.ts";
 import type { ServiceSnapshot } from "./model.ts";
 import { parseSnapshot } from "./validate.ts";
-import { LB_MAP_NAMES, MAGLEV_M } from "./lb_abi.ts";
+import { LB_MAP_NAMES, MAGLEV_M, type StatsValue } from "./lb_abi.ts";
+import { frontendId } from "./map_plan.ts";
 import { LbMaps } from "./lb_maps.ts";
 import { LbReconciler, type LbSyncReport } from "./reconciler.ts";
 
@@ -148,6 +149,19 @@ export class BpfDataplane implements Dataplane {
       }
       throw error;
     }
+  }
+
+  /**
+   * Per-frontend counters ("vip:port/proto" → new flows, translated packets/bytes, flows
+   * refused for want of a backend), summed over CPUs.
+   */
+  counters(): Map<string, StatsValue> {
+    const out = new Map<string, StatsValue>();
+    for (const [id, rn] of this.maps.revNat.readAll()) {
+      const sum = this.maps.stats.getSum(id);
+      if (sum) out.set(frontendId(rn.vip, rn.port, rn.proto), sum);
+    }
+    return out;
   }
 
   /** Gives a Pod's host-side device tc LB (for a Pod whose cgroup has no socket LB). */

@@ -135,6 +135,9 @@ Deno.test({
     assert.equal(udp.failures, 0);
     assert.deepEqual(new Set(udp.tags), new Set(["b1", "b2", "b3"]));
     assert.deepEqual(new Set(udp.peers), new Set(["10.96.0.10:53"]));
+    const counters = (world.dataplane as BpfDataplane).counters();
+    const http = counters.get("10.96.0.10:80/6");
+    assert.ok(http && http.new_flows >= 30 && http.packets > 0, JSON.stringify(http));
     // without tc LB on its device the same Pod cannot reach the ClusterIP
     await (world.dataplane as BpfDataplane).detachPodDevice("vp10");
     const none = await world.startClient(world.client, "10.96.0.10", 80).cmd<ManyResult>(
