@@ -1,3 +1,4 @@
+/** ServiceComponent: the daemon glue between the services file and a data plane. */
 import assert from "node:assert/strict";
 import type { Dataplane, SyncReport } from "../dataplane.ts";
 import type { ServiceSnapshot } from "./model.ts";
