@@ -8,12 +8,12 @@
 import { REPO_ROOT } from "../bpf/build.ts";
 import { type CgroupHook, LoaderClient } from "../bpf/loader_client.ts";
 import type { Dataplane, SyncReport } from "../dataplane.ts";
-import type { ServiceSnapshot } from "./model.ts";
-import { parseSnapshot } from "./validate.ts";
+import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
+import { parseServiceEntry, parseSnapshot } from "./validate.ts";
 import { LB_MAP_NAMES, MAGLEV_M, type StatsValue } from "./lb_abi.ts";
 import { frontendId } from "./map_plan.ts";
 import { LbMaps } from "./lb_maps.ts";
-import { LbReconciler, type LbSyncReport } from "./reconciler.ts";
+import { LbReconciler, type LbSyncReport, sameData } from "./reconciler.ts";
 
 /** Where and for whom the data plane runs. */
 export interface BpfDataplaneOptions {
@@ -85,6 +85,8 @@ async function attachTc(
 export class BpfDataplane implements Dataplane {
   readonly kind = "bpf" as const;
   #closed = false;
+  /** The last accepted snapshot's entries as given and as parsed. */
+  #parsed = new Map<string, { input: ServiceEntry; parsed: ServiceEntry }>();
   /** What the last sync did, with the LB's detail. */
   lastReport: LbSyncReport | undefined;
 
@@ -192,9 +194,39 @@ export class BpfDataplane implements Dataplane {
   // deno-lint-ignore require-await -- async so a validation error is a rejection, not a throw
   async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
     if (this.#closed) throw new Error("BpfDataplane is closed");
-    const valid = parseSnapshot(snapshot);
+    const { valid, parsed } = this.#validate(snapshot);
     this.lastReport = this.reconciler.sync(valid);
+    this.#parsed = parsed;
     return this.lastReport;
+  }
+
+  /**
+   * Validates every entry that differs from the last accepted snapshot (an unchanged one is
+   * not parsed again: at 10k Services a full parse costs more than the sync). What spans
+   * Services (a name or frontend used twice) is checked by the reconciler's plan, before any
+   * write.
+   */
+  #validate(snapshot: ServiceSnapshot): {
+    valid: ServiceSnapshot;
+    parsed: Map<string, { input: ServiceEntry; parsed: ServiceEntry }>;
+  } {
+    if (!snapshot || typeof snapshot !== "object" || !Array.isArray(snapshot.services)) {
+      return { valid: parseSnapshot(snapshot), parsed: new Map() };
+    }
+    const parsed = new Map<string, { input: ServiceEntry; parsed: ServiceEntry }>();
+    const services = snapshot.services.map((input, i) => {
+      const s = (input as { service?: { namespace?: unknown; name?: unknown } })?.service;
+      const prior = s ? this.#parsed.get(`${s.namespace}/${s.name}`) : undefined;
+      if (prior && sameData(prior.input, input)) {
+        parsed.set(serviceKey(prior.parsed.service), prior);
+        return prior.parsed;
+      }
+      const entry = parseServiceEntry(input, { path: `services[${i}]` });
+      // a private copy of the input: the caller may mutate its objects in place later
+      parsed.set(serviceKey(entry.service), { input: structuredClone(input), parsed: entry });
+      return entry;
+    });
+    return { valid: { services }, parsed };
   }
 
   /** Detaches the LB links and removes the LB programs and maps from the pin dir. */

@@ -11,6 +11,7 @@ import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts"
 import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
+import { ServiceValidationError } from "./validate.ts";
 import {
   applyDiffInPlace,
   diffLb,
@@ -229,14 +230,18 @@ export class LbReconciler {
   /** The whole plan, and the scope of what changed since the last one (none when `full`). */
   #plan(snapshot: ServiceSnapshot, full: boolean): { plan: LbPlan; scope?: DiffScope } {
     const seen = new Set<string>();
-    const changed: [string, ServiceEntry][] = [];
-    for (const entry of snapshot.services) {
+    const changed: [string, ServiceEntry, number][] = [];
+    snapshot.services.forEach((entry, i) => {
       const key = serviceKey(entry.service);
+      if (seen.has(key)) {
+        throw new ServiceValidationError(`services[${i}]`, `Service ${key} is defined twice`);
+      }
       seen.add(key);
       const prior = this.#services.get(key);
-      if (!full && prior && sameData(prior.entry, entry)) continue;
-      changed.push([key, entry]);
-    }
+      // prior.entry is a private copy, so an entry mutated in place still counts as changed
+      if (!full && prior && sameData(prior.entry, entry)) return;
+      changed.push([key, entry, i]);
+    });
     const removed = [...this.#services.keys()].filter((k) => !seen.has(k));
     if (full) {
       this.#services.clear();
@@ -260,11 +265,16 @@ export class LbReconciler {
       this.#services.delete(key);
     }
     // …and put the new one in
-    for (const [key, entry] of changed) {
+    for (const [key, entry, i] of changed) {
       const part = planService(entry, this.node);
       for (const f of part.frontends) {
         const other = this.#frontends.get(f.id);
-        if (other) throw new TypeError(`${key}: frontend ${f.id} is also ${other.service}'s`);
+        if (other) {
+          throw new ServiceValidationError(
+            `services[${i}]`,
+            `duplicate frontend: ${f.id} of Service ${key} is already Service ${other.service}'s`,
+          );
+        }
       }
       for (const f of part.frontends) {
         this.#frontends.set(f.id, f);
@@ -276,7 +286,7 @@ export class LbReconciler {
         users.set(key, b);
         scopeBackends.add(b.id);
       }
-      this.#services.set(key, { entry, plan: part });
+      this.#services.set(key, { entry: structuredClone(entry), plan: part });
     }
     const backends = this.#backendsOf(full ? this.#backendUsers.keys() : scopeBackends);
     const plan: LbPlan = {

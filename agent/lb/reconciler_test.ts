@@ -253,3 +253,35 @@ Deno.test("a sync that would overflow a map is refused before anything is writte
   );
   assert.equal(r.sync(snap(web(), eps(6))).operations, 0);
 });
+
+Deno.test("an entry changed in place (same object) is still seen as changed", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  const s = snap(web(), eps(2));
+  r.sync(s);
+  (s.services[0].endpoints as Endpoint[]).push(eps(1, 50)[0]);
+  assert.ok(r.sync(s).operations > 0);
+  assert.equal(new LbReconciler(maps, NODE).sync(s).operations, 0);
+});
+
+Deno.test("a Service listed twice or a frontend shared by two is refused before any write", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  r.sync(snap(web(), eps(2)));
+  const other = { ...web(), name: "other" };
+  assert.throws(
+    () =>
+      r.sync({
+        services: [{ service: web(), endpoints: eps(2) }, { service: other, endpoints: [] }],
+      }),
+    /duplicate frontend: 10\.96\.0\.10:80\/6/,
+  );
+  assert.throws(
+    () =>
+      r.sync({ services: [{ service: web(), endpoints: [] }, { service: web(), endpoints: [] }] }),
+    /defined twice/,
+  );
+  assert.equal(new LbReconciler(maps, NODE).sync(snap(web(), eps(2))).operations, 0);
+});
