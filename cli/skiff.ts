@@ -5,11 +5,15 @@
  */
 import { type Command, commandGroup, EXIT_RUNTIME, EXIT_USAGE, UsageError } from "./command.ts";
 import { serviceCommand } from "./commands/service.ts";
+import { installCommand, statusCommand, uninstallCommand } from "./commands/lifecycle.ts";
 import { podCliCommand } from "./commands/pod.ts";
 import { ServiceValidationError } from "../agent/lb/validate.ts";
 
 /** Top-level subcommands, in the order `skiff --help` lists them. */
 export const COMMANDS: readonly Command[] = [
+  statusCommand,
+  installCommand,
+  uninstallCommand,
   serviceCommand,
   podCliCommand,
 ];
