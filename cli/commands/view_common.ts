@@ -38,7 +38,7 @@ export function openLbMaps(pinDir: string): LbMaps {
       })();
       throw new Error(
         dirExists
-          ? `no LB maps in ${pinDir} (${error.message}): the bpf Service data plane is not installed for this node`
+          ? `no LB maps in ${pinDir} (${error.message}): the bpf Service data plane is not installed for this node (an agent with dataplane "auto" may have chosen iptables)`
           : `pin dir ${pinDir} does not exist: no agent has loaded BPF programs for this node (check --pin-dir or the config's pinDir)`,
         { cause: error },
       );
