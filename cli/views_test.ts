@@ -16,6 +16,7 @@ import { putServices, readServiceFile } from "../agent/lb/service_file.ts";
 import { parseServiceEntry } from "../agent/lb/validate.ts";
 import { addPod, delPod, type PodDriverOptions } from "../agent/cni/runtime.ts";
 import { run } from "../agent/net/exec.ts";
+import { peerTables, waitUntil } from "../tests/overlay/overlay_lab.ts";
 
 const SKIFF = new URL("./skiff.ts", import.meta.url).pathname;
 const NET = { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } };
@@ -138,9 +139,14 @@ Deno.test({
         );
       }
       await Promise.all(overlays.map((o) => o.converged));
-      // node 1 learns node 2's lease from the watch; converge both once more
-      await Promise.all(overlays.map((o) => o.syncNow()));
       const [s1, s2] = overlays.map((o) => o.subnet);
+      // node 1 learns node 2's lease from the store's watch: wait for both routes
+      for (const [node, peer] of [[n1, s2], [n2, s1]] as const) {
+        await waitUntil(
+          `${node.name} route to ${peer}`,
+          async () => (await peerTables(node)).routes.includes(peer),
+        );
+      }
       // stop the loops: the kernel keeps its state, and staged breakage stays broken
       for (const o of overlays) await o.close();
 
@@ -242,6 +248,28 @@ Deno.test({
           .find((f: { kind: string }) => f.kind === "NodePort");
         assert.ok(webNp.packets >= 1 && webNp.bytes >= 40, JSON.stringify(webNp));
         assert.deepEqual(json.stale, []);
+
+        // another data plane keeps no maps: the file's frontends, status not checked
+        const other = await skiff(n2, [
+          "services",
+          "--config",
+          f2.config,
+          "--dataplane",
+          "iptables",
+        ]);
+        assert.equal(other.code, 0, other.stderr);
+        assert.match(other.stderr, /"iptables" keeps no BPF maps/);
+        const otherRows = table(other.stdout);
+        assert.equal(
+          otherRows.length - 1,
+          4,
+          "web: ClusterIP + NodePort on the uplink address; dns; late",
+        );
+        assert.equal(rowsWhere(otherRows, "FRONTEND", `${n2.ip}:30080/TCP`).length, 1);
+        assert.deepEqual(
+          new Set(otherRows.slice(1).map((r) => cellOf(otherRows, r, "STATUS"))),
+          new Set(["unknown"]),
+        );
       });
 
       await t.step("backends: ids, flags, node, filtered by Service", async () => {

@@ -11,6 +11,7 @@ import { backendId, frontendId, planLb, type PlannedFrontend } from "../../agent
 import type { ServiceSnapshot } from "../../agent/lb/model.ts";
 import { readLbState } from "../../agent/lb/reconciler.ts";
 import { readServiceFile } from "../../agent/lb/service_file.ts";
+import { detectUplink } from "../../agent/overlay/uplink.ts";
 import { type Command, EXIT_OK, parseFlags } from "../command.ts";
 import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
 import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat, printView } from "../output.ts";
@@ -134,9 +135,13 @@ function joinWithMaps(snapshot: ServiceSnapshot, config: AgentConfig): MapsView 
   return { frontends, snatAddr: state.snatAddr ?? null };
 }
 
-/** Frontends of the file when the data plane is not bpf (nothing to look up in maps). */
-function fileOnly(snapshot: ServiceSnapshot, config: AgentConfig): FrontendView[] {
-  const plan = planLb(snapshot, { nodeName: config.nodeName, nodeIPs: [] });
+/**
+ * Frontends of the file when the data plane is not bpf (nothing to look up in maps); NodePorts
+ * are shown on the uplink's address, the node address the agent uses.
+ */
+async function fileOnly(snapshot: ServiceSnapshot, config: AgentConfig): Promise<FrontendView[]> {
+  const nodeIP = await detectUplink(config.uplink, config.netns).then((u) => u.ip, () => undefined);
+  const plan = planLb(snapshot, { nodeName: config.nodeName, nodeIPs: nodeIP ? [nodeIP] : [] });
   return [...plan.frontends.values()].map((f) => ({
     service: f.service,
     vip: f.vip,
@@ -170,7 +175,7 @@ export const servicesCommand: Command = {
     const snapshot = await readServiceFile(config.servicesFile);
     const bpf = config.dataplane === "bpf" || config.dataplane === "auto";
     const joined = bpf ? joinWithMaps(snapshot, config) : undefined;
-    const frontends = joined?.frontends ?? fileOnly(snapshot, config);
+    const frontends = joined?.frontends ?? await fileOnly(snapshot, config);
     const byService = new Map<string, FrontendView[]>();
     for (const f of frontends) {
       if (f.service === null) continue;
