@@ -56,14 +56,19 @@ export function mapTypeName(type: number): string {
 
 /** What the kernel says about a map (struct bpf_map_info). */
 export interface MapInfo {
+  /** enum bpf_map_type. */
   readonly type: number;
   /** e.g. "hash", "percpu_array". */
   readonly typeName: string;
+  /** The kernel's map id (bpftool map show id N). */
   readonly id: number;
+  /** Bytes. */
   readonly keySize: number;
   /** Per element; for per-CPU maps, the size of one CPU's slot before rounding. */
   readonly valueSize: number;
+  /** max_entries the map was created with. */
   readonly maxEntries: number;
+  /** map_flags (BPF_F_NO_PREALLOC…). */
   readonly flags: number;
   /** The kernel's name for the map (at most 15 characters); may be empty. */
   readonly name: string;
@@ -117,6 +122,7 @@ export interface OpenOptions {
 
 /** The pinned map is not what the codecs or `expect` describe; thrown by `open()`. */
 export class MapMismatchError extends Error {
+  /** Builds the message from the problems. */
   constructor(
     /** The map's kernel name (or the pin's file name when the kernel name is empty). */
     readonly map: string,
@@ -171,7 +177,8 @@ function openChecked(
       throw new MapMismatchError(fallbackName, path, [`it is not a map but ${kind}`]);
     }
     const info = readMapInfo(fd, fallbackName);
-    const name = info.name || fallbackName;
+    // The kernel keeps 15 characters of a name; a pin named after the map has all of them.
+    const name = fallbackName.startsWith(info.name) ? fallbackName : info.name;
     const problems: string[] = [];
     if (info.keySize !== key.size) {
       problems.push(
@@ -307,6 +314,7 @@ export abstract class MapHandle<K, W> implements Disposable {
   readonly #batchOpts = new Uint8Array(24); // struct bpf_map_batch_opts {size_t sz; u64 elem_flags; u64 flags}
   #batchSupported = { update: true, delete: true, lookup: true };
 
+  /** Subclasses' open() checks the map, then hands the fd over. */
   protected constructor(opened: Opened, path: string, key: Codec<K>, value: Codec<W>) {
     this.#fd = opened.fd;
     this.#name = opened.name;
@@ -322,7 +330,10 @@ export abstract class MapHandle<K, W> implements Disposable {
     new DataView(this.#batchOpts.buffer).setBigUint64(0, 24n, true);
   }
 
-  /** The map's kernel name (or the pin's file name when the kernel name is empty). */
+  /**
+   * The map's name in messages: the pin's file name when it extends the kernel's (at most 15
+   * characters) name, else the kernel's name.
+   */
   get name(): string {
     return this.#name;
   }
@@ -402,6 +413,7 @@ export abstract class MapHandle<K, W> implements Disposable {
     }
   }
 
+  /** Same as entries(): `for (const [k, v] of map)`. */
   [Symbol.iterator](): Generator<[K, W]> {
     return this.entries();
   }
@@ -635,6 +647,7 @@ export abstract class MapHandle<K, W> implements Disposable {
     closeFd(fd, this.#name);
   }
 
+  /** close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -4,6 +4,7 @@
  * @module
  */
 import { tryParseIpv4 } from "../net/ipv4.ts";
+import { parseSnapshot } from "../lb/validate.ts";
 import { type Endpoint, serviceKey, type ServicePort, type ServiceSnapshot } from "../lb/model.ts";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -13,8 +14,18 @@ function isPort(value: unknown): boolean {
   return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535;
 }
 
-/** Throws a TypeError naming the first bad field; returns the snapshot when it is sound. */
+/**
+ * Throws naming the first bad field; returns the snapshot when it is sound. The shared model
+ * validation (agent/lb/validate.ts: cross-Service frontends, backend limits) runs last, so
+ * every data plane refuses the same input.
+ */
 export function checkSnapshot(snapshot: ServiceSnapshot): ServiceSnapshot {
+  checkFields(snapshot);
+  parseSnapshot(snapshot);
+  return snapshot;
+}
+
+function checkFields(snapshot: ServiceSnapshot): void {
   if (!snapshot || !Array.isArray(snapshot.services)) {
     throw new TypeError("snapshot.services must be an array");
   }
@@ -102,5 +113,4 @@ export function checkSnapshot(snapshot: ServiceSnapshot): ServiceSnapshot {
       }
     });
   });
-  return snapshot;
 }

@@ -14,7 +14,7 @@ import {
   usageLine,
 } from "../command.ts";
 import { outputFormat, renderTable } from "../output.ts";
-import { endpointsForNewFlows, type ServiceEntry } from "../../agent/lb/model.ts";
+import { endpointsForNewFlows, type ServiceEntry, serviceKey } from "../../agent/lb/model.ts";
 import {
   DEFAULT_SERVICES_FILE,
   deleteService,
@@ -73,8 +73,10 @@ const add: Command = {
     }
     const { entries, path } = parseInput(await readInput(source));
     const result = await putServices(servicesFile(flags.values.file), entries, { entryPath: path });
-    for (const key of result.added) console.log(`service ${key} added`);
-    for (const key of result.replaced) console.log(`service ${key} replaced`);
+    for (const e of entries) {
+      const key = serviceKey(e.service);
+      console.log(`service ${key} ${result.added.includes(key) ? "added" : "replaced"}`);
+    }
     return EXIT_OK;
   },
 };
