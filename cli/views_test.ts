@@ -17,6 +17,9 @@ import { parseServiceEntry } from "../agent/lb/validate.ts";
 import { addPod, delPod, type PodDriverOptions } from "../agent/cni/runtime.ts";
 import { run } from "../agent/net/exec.ts";
 import { peerTables, waitUntil } from "../tests/overlay/overlay_lab.ts";
+import { startTestEtcd } from "../tests/overlay/etcd_server.ts";
+import { createEtcdStore } from "../agent/overlay/etcd_store.ts";
+import { writeSubnetEnv } from "../agent/overlay/subnet_env.ts";
 
 const SKIFF = new URL("./skiff.ts", import.meta.url).pathname;
 const NET = { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } };
@@ -247,6 +250,9 @@ Deno.test({
         const webNp = json.services.find((s: { name: string }) => s.name === "web").frontends
           .find((f: { kind: string }) => f.kind === "NodePort");
         assert.ok(webNp.packets >= 1 && webNp.bytes >= 40, JSON.stringify(webNp));
+        const webJson = json.services.find((s: { name: string }) => s.name === "web");
+        assert.equal(webJson.packets, webNp.packets, "the ClusterIP saw no packet");
+        assert.equal(json.services.find((s: { name: string }) => s.name === "late").packets, null);
         assert.deepEqual(json.stale, []);
 
         // another data plane keeps no maps: the file's frontends, status not checked
@@ -427,6 +433,36 @@ Deno.test({
         assert.equal(status["leftover-state"], "warn", "pins, but no agent answers");
         assert.equal(report.context.vxlanDevice, "flannel.1");
         assert.equal(report.context.uplink, "eth0");
+        // checksum offload on flannel.1 with a --random-fully masquerade: warn, --fix applies
+        await n1.run(["ethtool", "-K", "flannel.1", "tx-checksum-ip-generic", "on"]);
+        await n1.run([
+          "iptables",
+          "-t",
+          "nat",
+          "-A",
+          "POSTROUTING",
+          "-s",
+          s1,
+          "-j",
+          "MASQUERADE",
+          "--random-fully",
+        ]); // deno-fmt-ignore
+        const warned = table(await ok(n1, ["doctor", ...cfg1]));
+        const csum = rowsWhere(warned, "CHECK", "vxlan-csum-offload")[0];
+        assert.equal(cellOf(warned, csum, "STATUS"), "warn");
+        assert.equal(
+          cellOf(warned, csum, "FIX"),
+          "ethtool -K flannel.1 tx-checksum-ip-generic off",
+        );
+        const fixed = table(await ok(n1, ["doctor", "--fix", ...cfg1]));
+        const applied = rowsWhere(fixed, "CHECK", "vxlan-csum-offload")[0];
+        assert.equal(cellOf(fixed, applied, "STATUS"), "ok");
+        assert.match(cellOf(fixed, applied, "FIX"), /^applied: ethtool -K flannel\.1/);
+        assert.match(
+          (await n1.run(["ethtool", "-k", "flannel.1"])).stdout,
+          /tx-checksum-ip-generic: off/,
+        );
+
         await Deno.remove(f2.subnetFile);
         const bad = await skiff(n2, ["doctor", "--config", f2.config]);
         assert.equal(bad.code, 1);
@@ -456,6 +492,9 @@ Deno.test({
         const gone = await skiff(n1, ["maps", ...cfg1, "--pin-dir", `${n1.pinDir}-missing`]);
         assert.equal(gone.code, 1);
         assert.match(gone.stderr, /pin dir .*-missing does not exist/);
+        const notBpf = await skiff(n1, ["backends", ...cfg1, "--dataplane", "iptables"]);
+        assert.equal(notBpf.code, 1);
+        assert.match(notBpf.stderr, /data plane is "iptables"/);
         const noMaps = await skiff(n2, ["services", "--config", f2.config]);
         assert.equal(noMaps.code, 1);
         assert.match(noMaps.stderr, /does not exist|no LB maps/);
@@ -472,4 +511,48 @@ Deno.test({
       await Deno.remove(tmp, { recursive: true });
     }
   },
+});
+
+Deno.test("skiff leases reads an etcd store; subnet.env marks this node's lease", async () => {
+  await using etcd = await startTestEtcd();
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-views-etcd-" });
+  try {
+    const prefix = "/skiff-views/network";
+    const store = createEtcdStore({ endpoints: [etcd.endpoint], prefix });
+    await store.initNetworkConfig(NET);
+    const attrs = (ip: string, mac: string) =>
+      ({ publicIp: ip, backendType: "vxlan", vni: 1, vtepMac: mac }) as const;
+    // documentation addresses: no interface here has them, so only subnet.env can mark one
+    const a = await store.acquireLease(attrs("198.51.100.1", "02:00:00:00:01:01"));
+    const b = await store.acquireLease(attrs("198.51.100.2", "02:00:00:00:01:02"));
+    await store.close();
+    const config = `${tmp}/config.json`;
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        store: { type: "etcd", endpoints: [etcd.endpoint], prefix },
+        cni: { subnetFile: `${tmp}/subnet.env` },
+      }),
+    );
+    await writeSubnetEnv(`${tmp}/subnet.env`, {
+      network: "10.244.0.0/16",
+      subnet: b.subnet,
+      mtu: 1450,
+      ipMasq: true,
+    });
+    const json = JSON.parse(await ok(undefined, ["leases", "-o", "json", "--config", config]));
+    assert.equal(json.store, `etcd ${etcd.endpoint} ${prefix}`);
+    const got = Object.fromEntries(
+      json.leases.map((l: { subnet: string; publicIp: string; thisNode: boolean }) => [
+        l.subnet,
+        [l.publicIp, l.thisNode],
+      ]),
+    );
+    assert.deepEqual(got, {
+      [a.subnet]: ["198.51.100.1", false],
+      [b.subnet]: ["198.51.100.2", true],
+    });
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });

@@ -97,6 +97,11 @@ export const backendsCommand: Command = {
     const only = typeof wanted === "string" ? parseServiceName(wanted) : undefined;
     const format = outputFormat(values.output, HELP);
     const config = await nodeConfig(values, HELP);
+    if (config.dataplane === "iptables" || config.dataplane === "ipvs") {
+      throw new Error(
+        `backends are read from the bpf LB maps, but this node's data plane is "${config.dataplane}" (see "skiff services" for the services file's endpoints)`,
+      );
+    }
     const snapshot = await readServiceFile(config.servicesFile);
     if (
       only && !snapshot.services.some((s) => `${s.service.namespace}/${s.service.name}` === only)

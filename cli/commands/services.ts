@@ -187,11 +187,19 @@ export const servicesCommand: Command = {
       ...(bpf && { pinDir: config.pinDir, snatAddr: joined?.snatAddr ?? null }),
       services: snapshot.services.map(({ service, endpoints }) => {
         const key = `${service.namespace}/${service.name}`;
+        const fronts = byService.get(key) ?? [];
+        // the Service's counters: the sum over its frontends (null when none is counted)
+        const total = (pick: (f: FrontendView) => number | null) =>
+          fronts.some((f) => pick(f) !== null)
+            ? fronts.reduce((sum, f) => sum + (pick(f) ?? 0), 0)
+            : null;
         return {
           namespace: service.namespace,
           name: service.name,
           endpoints: endpoints.length,
-          frontends: (byService.get(key) ?? []).map(({ service: _, ...f }) => f),
+          packets: total((f) => f.packets),
+          bytes: total((f) => f.bytes),
+          frontends: fronts.map(({ service: _, ...f }) => f),
         };
       }),
       stale: frontends.filter((f) => f.service === null).map(({ service: _, ...f }) => f),
