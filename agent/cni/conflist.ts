@@ -23,8 +23,10 @@ export interface ConflistOptions {
   dataDir?: string;
   /** host-local's dataDir. Default: host-local's default. */
   ipamDataDir?: string;
-  /** Delegate options (hairpinMode, isDefaultGateway, bridge…). Default {hairpinMode: true}. */
+  /** Delegate options (hairpinMode, isDefaultGateway, bridge…). Default flannel's: hairpin + default gw. */
   delegate?: Record<string, unknown>;
+  /** The bridge's name (delegate.bridge). Default: the plugin's ("cni0"). */
+  bridge?: string;
   /** Chain portmap for hostPorts. Default true. */
   portmap?: boolean;
 }
@@ -43,7 +45,8 @@ export function buildConflist(options: ConflistOptions = {}): Conflist {
   if (options.subnetFile) skiff.subnetFile = options.subnetFile;
   if (options.dataDir) skiff.dataDir = options.dataDir;
   if (options.ipamDataDir) skiff.ipamDataDir = options.ipamDataDir;
-  skiff.delegate = options.delegate ?? { hairpinMode: true };
+  skiff.delegate = options.delegate ?? { hairpinMode: true, isDefaultGateway: true };
+  if (options.bridge) skiff.delegate = { ...skiff.delegate as object, bridge: options.bridge };
   const plugins = [skiff];
   if (options.portmap ?? true) {
     plugins.push({ type: "portmap", capabilities: { portMappings: true }, snat: true });

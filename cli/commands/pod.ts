@@ -28,13 +28,6 @@ options: --node N     run the plugins in netns N (a lab node); paths default to 
          --json       print records as JSON (same as -o json)
          -o FORMAT    pod list: table (default) or json`;
 
-/** `skiff pod …` as an entry of the command table. */
-export const podGroupCommand: Command = {
-  name: "pod",
-  summary: "add, delete, check and list Pods through the node's CNI chain (lab and demo)",
-  run: (args) => podCommand(args),
-};
-
 /** Runs `skiff pod …`; returns the exit code. */
 export async function podCommand(args: string[]): Promise<number> {
   let parsed;
@@ -116,3 +109,10 @@ export async function podCommand(args: string[]): Promise<number> {
     return 1;
   }
 }
+
+/** The `skiff pod` entry of the command table. */
+export const podCliCommand: Command = {
+  name: "pod",
+  summary: "create, check, list and delete Pods through the node's CNI conflist",
+  run: podCommand,
+};

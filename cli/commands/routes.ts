@@ -194,7 +194,7 @@ async function readRoutes(config: AgentConfig): Promise<RoutesView> {
   const ctx: PeerContext = {
     ...ctxBase,
     ownSubnet: own.subnet,
-    uplink: { name: uplink.name, cidr: uplink.cidr },
+    uplink: { name: uplink.name, cidr: uplink.cidr, ip: uplink.ip },
   };
   const { entries, skipped } = desiredEntries(ctx, leases);
   const actual = await readPeerEntries(ctx, config.netns);
