@@ -12,7 +12,7 @@ export const DEFAULT_CONFIG_PATH = "/etc/skiff/config.json";
 
 /** The flags views take, in parseArgs' shape. */
 export const NODE_CONFIG_FLAGS = {
-  config: { type: "string" },
+  config: { type: "string", short: "c" },
   "node-name": { type: "string" },
   netns: { type: "string" },
   "state-dir": { type: "string" },
@@ -23,7 +23,7 @@ export const NODE_CONFIG_FLAGS = {
 
 /** Help lines for {@linkcode NODE_CONFIG_FLAGS}. */
 export const NODE_CONFIG_HELP =
-  `      --config PATH      agent config file (default ${DEFAULT_CONFIG_PATH}; missing = defaults)
+  `  -c, --config PATH      agent config file (default ${DEFAULT_CONFIG_PATH}; missing = defaults)
       --pin-dir DIR      override the config's pinDir (bpffs dir of the node's maps)
       --state-dir DIR    override the config's stateDir
       --netns PATH       override the config's netns (e.g. /run/netns/node1)
