@@ -53,7 +53,7 @@ print(json.dumps({"n": len(lat), "fails": fails, "rate": len(lat) / elapsed,
 `;
 
 function services(count: number, backendIp: string, node: string): ServiceEntry[] {
-  // Names sort so the real one ("s-target") comes last in SKIFF-SERVICES: the worst case.
+  // Names sort so the real one ("szzz-target") comes last in SKIFF-SERVICES: the worst case.
   const out: ServiceEntry[] = [];
   for (let i = 0; i < count - 1; i++) {
     out.push({
@@ -81,7 +81,7 @@ function services(count: number, backendIp: string, node: string): ServiceEntry[
   out.push({
     service: {
       namespace: "bench",
-      name: "s-target",
+      name: "szzz-target",
       clusterIPs: ["10.97.0.1"],
       externalIPs: [],
       loadBalancerIPs: [],
@@ -154,7 +154,7 @@ export async function benchIptables(): Promise<BenchResult[]> {
           unit: "ms",
         });
         const changed = snapshot.services.map((e, i) =>
-          i !== 5000 ? e : { ...e, endpoints: [{ ...e.endpoints[0], ip: "10.251.0.1" }] }
+          i !== count >> 1 ? e : { ...e, endpoints: [{ ...e.endpoints[0], ip: "10.251.0.1" }] }
         );
         const one = await plane.sync({ services: changed });
         console.error(`bench: ${mode} one change in ${one.durationMs.toFixed(0)} ms`);
