@@ -47,6 +47,10 @@ export interface AgentConfig {
     readonly binDir: string;
     readonly subnetFile: string;
     readonly bridge: string;
+    /** Where the plugin saves each container's delegate (for DEL). */
+    readonly dataDir: string;
+    /** host-local's allocation dir ("" = host-local's default /var/lib/cni/networks). */
+    readonly ipamDataDir: string;
   };
   /** host:port for /healthz and /readyz ("" disables). */
   readonly healthAddress: string;
@@ -84,6 +88,8 @@ export const DEFAULT_CONFIG: AgentConfig = {
     binDir: "/opt/cni/bin",
     subnetFile: "/run/flannel/subnet.env",
     bridge: "cni0",
+    dataDir: "/var/lib/cni/skiff",
+    ipamDataDir: "",
   },
   healthAddress: "0.0.0.0:10256",
   metricsAddress: "127.0.0.1:10249",
@@ -267,7 +273,7 @@ export function parseConfig(raw: unknown): AgentConfig {
     throw new ConfigError("pinDir", `must be under /sys/fs/bpf/ (a bpffs), got "${pinDir}"`);
   }
   const cni = section(raw, "cni");
-  onlyKnown(cni, "cni", ["confDir", "binDir", "subnetFile", "bridge"]);
+  onlyKnown(cni, "cni", ["confDir", "binDir", "subnetFile", "bridge", "dataDir", "ipamDataDir"]);
   const logSection = section(raw, "log");
   onlyKnown(logSection, "log", ["level", "format"]);
   const network = raw.network;
@@ -307,6 +313,8 @@ export function parseConfig(raw: unknown): AgentConfig {
         nonEmpty: true,
       }),
       bridge: str(cni, "bridge", "cni", d.cni.bridge, { pattern: IFNAME, nonEmpty: true }),
+      dataDir: str(cni, "dataDir", "cni", d.cni.dataDir, { absolutePath: true, nonEmpty: true }),
+      ipamDataDir: str(cni, "ipamDataDir", "cni", d.cni.ipamDataDir, { absolutePath: true }),
     },
     healthAddress: address(raw, "healthAddress", "", d.healthAddress),
     metricsAddress: address(raw, "metricsAddress", "", d.metricsAddress),

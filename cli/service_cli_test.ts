@@ -65,10 +65,10 @@ Deno.test("skiff service add, list (table and json) and del round-trip through t
     assert.equal(add.stdout, "service default/web added\n");
 
     const inputPath = `${file}.in.json`;
-    await Deno.writeTextFile(inputPath, JSON.stringify([DNS]));
+    await Deno.writeTextFile(inputPath, JSON.stringify([DNS, WEB]));
     const add2 = await skiff(["service", "add", "--file", file, "-f", inputPath]);
     assert.equal(add2.code, 0, add2.stderr);
-    assert.equal(add2.stdout, "service kube-system/dns added\n");
+    assert.equal(add2.stdout, "service kube-system/dns added\nservice default/web replaced\n");
 
     const table = await skiff(["service", "list", "--file", file]);
     assert.equal(table.code, 0, table.stderr);

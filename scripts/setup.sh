@@ -36,6 +36,10 @@ fi
 if [ -f bpf/loader/go.mod ]; then
   (cd bpf/loader && go mod download)
 fi
+# The libcni driver the CNI tests build (containernetworking/cni, pinned by its go.sum).
+if [ -f tests/cni/libcni/go.mod ]; then
+  (cd tests/cni/libcni && go mod download)
+fi
 
 # bpffs, needed by the loader and the FFI bridge.
 if ! mountpoint -q /sys/fs/bpf; then

@@ -340,6 +340,18 @@ Deno.test("open rejects codecs or expectations that do not match the map, leakin
   assert.equal(openFds(), before);
 });
 
+Deno.test("errors use the pin's full name when the kernel truncated the map name", async () => {
+  await using dir = await pinDir();
+  const pin = await dir.create("counter_by_source", "hash", 4, 8, 1);
+  using map = BpfMap.open(pin, u32le, u64le);
+  assert.equal(map.info().name, "counter_by_sour"); // BPF_OBJ_NAME_LEN is 16, NUL included
+  assert.equal(map.name, "counter_by_source");
+  map.set(1, 1n);
+  assert.throws(() => map.set(2, 2n), {
+    message: 'Cannot update map "counter_by_source": E2BIG (Argument list too long)',
+  });
+});
+
 Deno.test("opening a missing pin or a path that is no pin fails with the errno name", async () => {
   await using dir = await pinDir();
   assert.throws(() => BpfMap.open(`${dir.path}/nothing`, Key, Value), {

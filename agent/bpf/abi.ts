@@ -26,17 +26,23 @@ import {
 // ---- traffic counter (counter.c) ----
 
 /** struct skiff_counter_value: counter_totals (per CPU) and counter_by_source values. */
-export const CounterValue = struct("skiff_counter_value", {
-  packets: u64le,
-  bytes: u64le,
-});
+export const CounterValue: StructCodec<{ packets: bigint; bytes: bigint }> = struct(
+  "skiff_counter_value",
+  {
+    packets: u64le,
+    bytes: u64le,
+  },
+);
 
 /** struct skiff_counter_key: counter_by_source key, one IPv4 source and L4 protocol. */
-export const CounterKey = struct("skiff_counter_key", {
-  saddr: ipv4,
-  proto: u8,
-  _pad: pad(3),
-});
+export const CounterKey: StructCodec<{ saddr: string; proto: number }> = struct(
+  "skiff_counter_key",
+  {
+    saddr: ipv4,
+    proto: u8,
+    _pad: pad(3),
+  },
+);
 
 // ---- service load balancing (sock_lb.c, tc_lb.c) ----
 

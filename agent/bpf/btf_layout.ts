@@ -23,18 +23,29 @@ export interface BtfMember {
 
 /** A C struct's layout. */
 export interface BtfStruct {
+  /** The struct tag without "struct ". */
   readonly name: string;
+  /** sizeof() in bytes. */
   readonly size: number;
+  /** In declaration order. */
   readonly members: readonly BtfMember[];
 }
 
-interface RawType {
+/** One entry of bpftool's raw JSON BTF dump (the fields skiff reads). */
+export interface RawType {
+  /** Type id, what `type_id` fields refer to. */
   id: number;
+  /** "STRUCT", "TYPEDEF", "INT", "ARRAY"… */
   kind: string;
+  /** "(anon)" when unnamed. */
   name: string;
+  /** Bytes, for sized kinds. */
   size?: number;
+  /** The referred type, for typedefs, modifiers, pointers and array elements. */
   type_id?: number;
+  /** Element count, for arrays. */
   nr_elems?: number;
+  /** Struct/union members. */
   members?: { name: string; type_id: number; bits_offset: number; bitfield_size?: number }[];
 }
 

@@ -23,11 +23,13 @@ export interface Codec<T> {
   readonly kind: string;
   /** Writes `value` at `offset`; throws RangeError/TypeError for a value the type cannot hold. */
   encode(value: T, view: DataView, offset: number): void;
+  /** Reads the value at `offset`. */
   decode(view: DataView, offset: number): T;
 }
 
 /** Explicit padding: written as zeros, left out of the decoded value. */
 export interface PadCodec extends Codec<undefined> {
+  /** Marks padding: left out of struct values. */
   readonly padding: true;
 }
 
@@ -235,11 +237,15 @@ export type StructValue<F> = {
 
 /** Where a struct field lives, as BTF reports it. */
 export interface FieldLayout {
+  /** The TypeScript field name. */
   readonly name: string;
   /** Byte offset from the start of the struct. */
   readonly offset: number;
+  /** Bytes. */
   readonly size: number;
+  /** Byte order, for scalars and arrays of them. */
   readonly order?: ByteOrder;
+  /** True for pad() fields. */
   readonly padding: boolean;
 }
 
@@ -247,6 +253,7 @@ export interface FieldLayout {
 export interface StructCodec<T> extends Codec<T> {
   /** The C struct name without "struct ", e.g. "skiff_counter". */
   readonly name: string;
+  /** Every field, padding included, in order. */
   readonly fields: readonly FieldLayout[];
 }
 

@@ -83,6 +83,7 @@ export class BpfError extends Error {
   /** The errno name, e.g. "ENOENT". */
   readonly code: string;
 
+  /** `errno` is positive; `detail` is appended to the message. */
   constructor(
     /** What was attempted, a verb: "open", "update", "lookup", "delete", "iterate"… */
     readonly operation: string,

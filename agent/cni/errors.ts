@@ -32,6 +32,8 @@ export const CniCode = {
   DelegateFailed: 101,
   /** 102: CHECK found the Pod's interface, address or routes not as the result says. */
   CheckFailed: 102,
+  /** 103: ADD for a container that is already added (the runtime must DEL it first). */
+  AlreadyAdded: 103,
 } as const;
 
 /** A failure the plugin reports to the runtime as the spec's error JSON. */

@@ -16,6 +16,11 @@ export interface InstallOptions {
   name?: string;
   /** Project root baked into the shim. Default {@linkcode PROJECT_ROOT}. */
   root?: string;
+  /**
+   * The agent's CNI socket (`serveCni` in server.ts) the shim forwards to when it exists; the
+   * shim runs the plugin itself otherwise. Default: none (always run the plugin).
+   */
+  socket?: string;
 }
 
 /** Where the shim keeps Deno's cache for a project root. */
@@ -29,7 +34,10 @@ export async function installPlugin(binDir: string, options: InstallOptions = {}
   const template = await Deno.readTextFile(`${root}/cli/skiff-cni`);
   const line = 'root="${SKIFF_ROOT:-}"';
   if (!template.includes(line)) throw new Error(`cli/skiff-cni lacks the line ${line}`);
-  const shim = template.replace(line, `root="\${SKIFF_ROOT:-${root}}"`);
+  const sockLine = 'sock="${SKIFF_CNI_SOCKET:-}"';
+  if (!template.includes(sockLine)) throw new Error(`cli/skiff-cni lacks the line ${sockLine}`);
+  const shim = template.replace(line, `root="\${SKIFF_ROOT:-${root}}"`)
+    .replace(sockLine, `sock="\${SKIFF_CNI_SOCKET:-${options.socket ?? ""}}"`);
   const target = `${binDir}/${options.name ?? "skiff"}`;
   await warmCache(root);
   await writeFileAtomic(target, shim, { mode: 0o755 });

@@ -14,7 +14,7 @@ import type { PluginEnv, SkiffNetConf } from "./config.ts";
 import { buildDelegate } from "./delegate.ts";
 import { pickDelegateVersion, pluginVersions } from "./delegate_version.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { findPlugin, invokePlugin } from "./invoke.ts";
+import { findPlugin, type InvokeArgs, invokePlugin } from "./invoke.ts";
 import { checkPodNetwork } from "./check.ts";
 import { listDelegates, loadDelegate, removeDelegate, saveDelegate } from "./store.ts";
 import type { SavedDelegate } from "./store.ts";
@@ -36,10 +36,26 @@ export interface PluginOutcome {
   readonly stderr: string;
 }
 
+/** Options of {@linkcode runPlugin}. */
+export interface RunPluginOptions {
+  /**
+   * Run the delegate plugins inside this network namespace (a path; the node's) with nsenter,
+   * for a caller (the agent's socket server) that does not live in the node's namespace.
+   * Default: the caller's own namespace, as for the plugin executable.
+   */
+  readonly hostNetns?: string;
+}
+
+/** The parsed environment plus where delegates run. */
+type Ctx = PluginEnv & { readonly hostNetns?: string };
+
 /** Runs one CNI command; never throws: failures are the spec's error JSON and exit code 1. */
-export async function runPlugin(invocation: PluginInvocation): Promise<PluginOutcome> {
+export async function runPlugin(
+  invocation: PluginInvocation,
+  options: RunPluginOptions = {},
+): Promise<PluginOutcome> {
   try {
-    const env = parseEnv(invocation.env);
+    const env: Ctx = { ...parseEnv(invocation.env), hostNetns: options.hostNetns };
     const out = await dispatch(env, invocation.stdin);
     return { exitCode: 0, stdout: out === undefined ? "" : JSON.stringify(out), stderr: "" };
   } catch (e) {
@@ -55,7 +71,7 @@ export async function runPlugin(invocation: PluginInvocation): Promise<PluginOut
   }
 }
 
-async function dispatch(env: PluginEnv, stdin: string): Promise<unknown> {
+async function dispatch(env: Ctx, stdin: string): Promise<unknown> {
   if (env.command === "VERSION") {
     return { cniVersion: versionAnswer(stdin), supportedVersions: SUPPORTED_VERSIONS };
   }
@@ -111,10 +127,17 @@ async function prepareDelegate(
   return { type, delegate: buildDelegate(conf, subnet, version), versions };
 }
 
-async function cmdAdd(env: PluginEnv, conf: SkiffNetConf): Promise<CniResult> {
+async function cmdAdd(env: Ctx, conf: SkiffNetConf): Promise<CniResult> {
   await requireNetns(env.netns);
   const subnet = await readSubnetEnv(conf.subnetFile);
   const { type, delegate } = await prepareDelegate(env, conf, subnet);
+  // A second ADD must not touch the first one (undoing its failure would DEL the first).
+  if (await loadSaved(conf, env.containerId).catch(() => undefined)) {
+    throw new CniError(
+      CniCode.AlreadyAdded,
+      `container ${env.containerId} is already added to ${conf.name}: DEL it first`,
+    );
+  }
   const saved: SavedDelegate = {
     containerID: env.containerId,
     ifName: env.ifName,
@@ -127,19 +150,27 @@ async function cmdAdd(env: PluginEnv, conf: SkiffNetConf): Promise<CniResult> {
   } catch (e) {
     throw new CniError(CniCode.IoFailure, `cannot save the delegate in ${conf.dataDir}`, String(e));
   }
-  let result: Record<string, unknown> | undefined;
   try {
-    result = await invokePlugin(type, delegate, { ...invokeArgs(env), command: "ADD" });
+    const result = await callDelegate(env, type, delegate, { ...invokeArgs(env), command: "ADD" });
+    if (!result || !Array.isArray(result.ips)) {
+      throw new CniError(CniCode.DelegateFailed, `${type} ADD printed no result with ips`);
+    }
+    return convertResult(result as unknown as CniResult, conf.cniVersion);
   } catch (e) {
     // undo whatever the delegate did before failing, then forget it
-    await invokePlugin(type, delegate, { ...invokeArgs(env), command: "DEL" }).catch(() => {});
+    await callDelegate(env, type, delegate, { ...invokeArgs(env), command: "DEL" }).catch(() => {});
     await removeDelegate(conf.dataDir, env.containerId).catch(() => {});
     throw e;
   }
-  if (!result) {
-    throw new CniError(CniCode.DelegateFailed, `${type} ADD printed no result`);
-  }
-  return convertResult(result as unknown as CniResult, conf.cniVersion);
+}
+
+function callDelegate(
+  env: Ctx,
+  type: string,
+  conf: Record<string, unknown>,
+  args: InvokeArgs,
+): Promise<Record<string, unknown> | undefined> {
+  return invokePlugin(type, conf, args, { hostNetns: env.hostNetns });
 }
 
 function invokeArgs(env: PluginEnv) {
@@ -167,11 +198,26 @@ async function loadSaved(
   }
 }
 
-async function cmdDel(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
-  const saved = await loadSaved(conf, env.containerId);
-  if (!saved) return undefined; // never added, or already deleted: DEL is idempotent
-  const type = String(saved.delegate.type ?? "bridge");
-  await invokePlugin(type, saved.delegate, { ...invokeArgs(env), command: "DEL" });
+async function cmdDel(env: Ctx, conf: SkiffNetConf): Promise<undefined> {
+  let delegate: Record<string, unknown>;
+  try {
+    const saved = await loadDelegate(conf.dataDir, env.containerId);
+    if (!saved) return undefined; // never added, or already deleted: DEL is idempotent
+    delegate = saved.delegate;
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) {
+      throw new CniError(
+        CniCode.IoFailure,
+        `cannot read the saved delegate of ${env.containerId} in ${conf.dataDir}`,
+        String(e),
+      );
+    }
+    // an unreadable saved delegate must not block DEL forever: rebuild it from subnet.env
+    const subnet = await readSubnetEnv(conf.subnetFile);
+    delegate = (await prepareDelegate(env, conf, subnet)).delegate;
+  }
+  const type = String(delegate.type ?? "bridge");
+  await callDelegate(env, type, delegate, { ...invokeArgs(env), command: "DEL" });
   await removeDelegate(conf.dataDir, env.containerId);
   return undefined;
 }
@@ -201,7 +247,7 @@ function asResult(prev: Readonly<Record<string, unknown>>): CniResult {
   return prev as unknown as CniResult;
 }
 
-async function cmdCheck(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
+async function cmdCheck(env: Ctx, conf: SkiffNetConf): Promise<undefined> {
   const prev = asResult(conf.prevResult ?? {});
   await requireNetns(env.netns);
   await readSubnetEnv(conf.subnetFile);
@@ -217,16 +263,15 @@ async function cmdCheck(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> 
   const type = String(saved.delegate.type ?? "bridge");
   const version = String(saved.delegate.cniVersion ?? conf.cniVersion);
   if (versionAtLeast(version, "0.4.0")) {
-    await invokePlugin(
-      type,
-      { ...saved.delegate, prevResult: convertResult(prev, version) },
-      { ...invokeArgs(env), command: "CHECK" },
-    );
+    await callDelegate(env, type, { ...saved.delegate, prevResult: convertResult(prev, version) }, {
+      ...invokeArgs(env),
+      command: "CHECK",
+    });
   }
   return undefined;
 }
 
-async function cmdStatus(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
+async function cmdStatus(env: Ctx, conf: SkiffNetConf): Promise<undefined> {
   let subnet: SubnetEnv;
   try {
     subnet = await readSubnetEnv(conf.subnetFile);
@@ -238,7 +283,7 @@ async function cmdStatus(env: PluginEnv, conf: SkiffNetConf): Promise<undefined>
   try {
     const { type, delegate, versions } = await prepareDelegate(env, conf, subnet, "1.0.0");
     if (versions.some((v) => versionAtLeast(v, "1.1.0"))) {
-      await invokePlugin(type, { ...delegate, cniVersion: "1.1.0" }, {
+      await callDelegate(env, type, { ...delegate, cniVersion: "1.1.0" }, {
         command: "STATUS",
         path: env.path,
       });
@@ -250,7 +295,7 @@ async function cmdStatus(env: PluginEnv, conf: SkiffNetConf): Promise<undefined>
   return undefined;
 }
 
-async function cmdGc(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
+async function cmdGc(env: Ctx, conf: SkiffNetConf): Promise<undefined> {
   const valid = new Set((conf.validAttachments ?? []).map((a) => `${a.containerID}/${a.ifname}`));
   const validIds = new Set((conf.validAttachments ?? []).map((a) => a.containerID));
   const failures: string[] = [];
@@ -261,7 +306,7 @@ async function cmdGc(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
       const keep = saved.ifName ? valid.has(`${id}/${saved.ifName}`) : validIds.has(id);
       if (keep) continue;
       const netns = saved.netns && (await exists(saved.netns)) ? saved.netns : "";
-      await invokePlugin(String(saved.delegate.type ?? "bridge"), saved.delegate, {
+      await callDelegate(env, String(saved.delegate.type ?? "bridge"), saved.delegate, {
         command: "DEL",
         containerId: id,
         netns,
@@ -278,7 +323,7 @@ async function cmdGc(env: PluginEnv, conf: SkiffNetConf): Promise<undefined> {
     const subnet = await readSubnetEnv(conf.subnetFile);
     const { type, delegate, versions } = await prepareDelegate(env, conf, subnet, "1.0.0");
     if (versions.some((v) => versionAtLeast(v, "1.1.0"))) {
-      await invokePlugin(type, {
+      await callDelegate(env, type, {
         ...delegate,
         cniVersion: "1.1.0",
         "cni.dev/valid-attachments": conf.validAttachments,

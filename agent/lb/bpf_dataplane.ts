@@ -10,7 +10,7 @@ import { type CgroupHook, LoaderClient } from "../bpf/loader_client.ts";
 import type { Dataplane, SyncReport } from "../dataplane.ts";
 import type { ServiceSnapshot } from "./model.ts";
 import { parseSnapshot } from "./validate.ts";
-import { LB_MAP_NAMES } from "./lb_abi.ts";
+import { LB_MAP_NAMES, MAGLEV_M } from "./lb_abi.ts";
 import { LbMaps } from "./lb_maps.ts";
 import { LbReconciler, type LbSyncReport } from "./reconciler.ts";
 
@@ -61,8 +61,14 @@ export class BpfDataplane implements Dataplane {
     );
     const attached: string[] = [];
     try {
+      let maglevSize = MAGLEV_M;
       for (const name of ["tc_lb", "sock_lb"]) {
-        await loader.load({ object: `${objects}/${name}.o`, pinDir: options.pinDir });
+        const loaded = await loader.load({
+          object: `${objects}/${name}.o`,
+          pinDir: options.pinDir,
+        });
+        const maglev = loaded.maps.find((m) => m.name === "lb_maglev");
+        if (maglev) maglevSize = maglev.valueSize / 4; // a build may set SKIFF_MAGLEV_M
       }
       for (const hook of options.cgroup ? CGROUP_HOOKS : []) {
         const link = `${LINK_PREFIX}${hook}`;
@@ -91,11 +97,15 @@ export class BpfDataplane implements Dataplane {
           attached.push(link);
         }
       }
-      const maps = LbMaps.open(options.pinDir);
+      const maps = LbMaps.open(options.pinDir, { maglevSize });
       return new BpfDataplane(
         options,
         maps,
-        new LbReconciler(maps, { nodeName: options.nodeName, nodeIPs: options.nodeIPs }),
+        new LbReconciler(maps, {
+          nodeName: options.nodeName,
+          nodeIPs: options.nodeIPs,
+          maglevSize,
+        }),
       );
     } catch (error) {
       for (const link of attached.reverse()) {
@@ -109,11 +119,12 @@ export class BpfDataplane implements Dataplane {
    * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
    * then converges the maps.
    */
-  sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
-    if (this.#closed) return Promise.reject(new Error("BpfDataplane is closed"));
+  // deno-lint-ignore require-await -- async so a validation error is a rejection, not a throw
+  async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
+    if (this.#closed) throw new Error("BpfDataplane is closed");
     const valid = parseSnapshot(snapshot);
     this.lastReport = this.reconciler.sync(valid);
-    return Promise.resolve(this.lastReport);
+    return this.lastReport;
   }
 
   /** Detaches the LB links and removes the LB programs and maps from the pin dir. */

@@ -3,7 +3,7 @@
  * for its struct codecs (defined and BTF-checked in agent/bpf/abi.ts) and their value types.
  * @module
  */
-import { type CodecValue, u32le } from "../bpf/codec.ts";
+import { type CodecValue, struct, u32le } from "../bpf/codec.ts";
 import {
   LbAffinity,
   LbAffinityKey,
@@ -19,6 +19,7 @@ import {
   LbSvc,
   LbSvcKey,
   MAGLEV_M,
+  u32Table,
 } from "../bpf/abi.ts";
 
 export { MAGLEV_M };
@@ -65,6 +66,15 @@ export const revNatValue = LbRevNat;
 export type RevNatValue = CodecValue<typeof revNatValue>;
 
 export const maglevValue = LbMaglev;
+
+/**
+ * The lb_maglev value codec of a build with another SKIFF_MAGLEV_M (a prime): the table
+ * size of the loaded objects is read off the map's value size at install.
+ */
+export function maglevCodec(size: number): typeof LbMaglev {
+  if (size === MAGLEV_M) return LbMaglev;
+  return struct("skiff_lb_maglev", { backend_id: u32Table(size) });
+}
 export type MaglevValue = CodecValue<typeof maglevValue>;
 
 export const ctKey = LbCtKey;

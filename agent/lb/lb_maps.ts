@@ -17,8 +17,9 @@ import {
   type CtValue,
   ctValue,
   idKey,
+  MAGLEV_M,
+  maglevCodec,
   type MaglevValue,
-  maglevValue,
   type RevNatValue,
   revNatValue,
   type SockRevKey,
@@ -45,10 +46,16 @@ export class LbMaps implements Disposable {
     readonly sockRev: BpfMap<SockRevKey, SockRevValue>,
     readonly stats: PerCpuMap<number, StatsValue>,
     readonly config: BpfMap<number, ConfigValue>,
+    /** Buckets per Maglev table (the build's SKIFF_MAGLEV_M). */
+    readonly maglevSize: number,
   ) {}
 
-  /** Opens every LB map pinned in `dir`; nothing stays open when one fails. */
-  static open(dir: string): LbMaps {
+  /**
+   * Opens every LB map pinned in `dir`; nothing stays open when one fails. `maglevSize` is the
+   * SKIFF_MAGLEV_M the objects were built with (default MAGLEV_M).
+   */
+  static open(dir: string, options: { maglevSize?: number } = {}): LbMaps {
+    const maglevSize = options.maglevSize ?? MAGLEV_M;
     const opened: { close(): void }[] = [];
     const keep = <T extends { close(): void }>(m: T): T => (opened.push(m), m);
     try {
@@ -56,12 +63,13 @@ export class LbMaps implements Disposable {
         keep(BpfMap.open(`${dir}/lb_services`, svcKey, svcValue)),
         keep(BpfMap.open(`${dir}/lb_backends`, idKey, backendValue)),
         keep(BpfMap.open(`${dir}/lb_rev_nat`, idKey, revNatValue)),
-        keep(BpfMap.open(`${dir}/lb_maglev`, idKey, maglevValue)),
+        keep(BpfMap.open(`${dir}/lb_maglev`, idKey, maglevCodec(maglevSize))),
         keep(BpfMap.open(`${dir}/lb_ct`, ctKey, ctValue)),
         keep(BpfMap.open(`${dir}/lb_affinity`, affinityKey, affinityValue)),
         keep(BpfMap.open(`${dir}/lb_sock_rev`, sockRevKey, sockRevValue)),
         keep(PerCpuMap.open(`${dir}/lb_stats`, idKey, statsValue)),
         keep(BpfMap.open(`${dir}/lb_config`, idKey, configValue)),
+        maglevSize,
       );
     } catch (error) {
       for (const m of opened) m.close();

@@ -61,8 +61,8 @@ export function buildMaglevTable(
   if (maxWeight === 0) throw new TypeError("Maglev backends all have weight 0");
 
   const n = sorted.length;
-  const position = new Uint32Array(n); // current permutation entry of each backend
-  const skip = new Uint32Array(n);
+  const position = new Int32Array(n); // current permutation entry of each backend (int32: fast V8 arithmetic)
+  const skip = new Int32Array(n);
   const ids = new Uint32Array(n);
   const gain = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -81,8 +81,8 @@ export function buildMaglevTable(
 /** Equal weights: backends take one slot per turn (the hot path, kept branch-free). */
 function fill(
   size: number,
-  position: Uint32Array,
-  skip: Uint32Array,
+  position: Int32Array,
+  skip: Int32Array,
   ids: Uint32Array,
 ): Uint32Array {
   const n = ids.length;
@@ -110,8 +110,8 @@ function fill(
  * whole credit, so the heaviest claims every round and the others proportionally. */
 function fillWeighted(
   size: number,
-  position: Uint32Array,
-  skip: Uint32Array,
+  position: Int32Array,
+  skip: Int32Array,
   ids: Uint32Array,
   gain: Float64Array,
 ): Uint32Array {

@@ -11,7 +11,13 @@
  * its backend ids changed.
  * @module
  */
-import { endpointsForNewFlows, serviceKey, type ServiceSnapshot } from "./model.ts";
+import {
+  type Endpoint,
+  endpointsForNewFlows,
+  type ServiceEntry,
+  serviceKey,
+  type ServiceSnapshot,
+} from "./model.ts";
 import { buildMaglevTable } from "./maglev.ts";
 import {
   BackendFlag,
@@ -64,13 +70,51 @@ export interface LbPlan {
   readonly snatAddr: string;
 }
 
-/** What the pinned maps hold now (Maglev tables only by key: they are 64 KiB each). */
+/**
+ * What the pinned maps hold now (Maglev tables only by key: they are 64 KiB each), with the
+ * two reverse indexes the diff needs. The reconciler owns and updates one in place.
+ */
 export interface LbState {
-  readonly services: ReadonlyMap<string, { key: SvcKey; value: SvcValue }>;
-  readonly backends: ReadonlyMap<number, BackendValue>;
-  readonly revNat: ReadonlyMap<number, RevNatValue>;
-  readonly maglevIds: ReadonlySet<number>;
-  readonly snatAddr?: string;
+  readonly services: Map<string, { key: SvcKey; value: SvcValue }>;
+  readonly backends: Map<number, BackendValue>;
+  readonly revNat: Map<number, RevNatValue>;
+  readonly maglevIds: Set<number>;
+  snatAddr?: string;
+  /** Backend identity ("ip:port/proto") -> backend id. */
+  readonly backendIndex: Map<string, number>;
+  /** Frontend id ("vip:port/proto") -> rev-NAT id. */
+  readonly frontendIndex: Map<string, number>;
+}
+
+/** Builds an LbState (and its indexes) from map contents. */
+export function makeLbState(contents: {
+  services?: Iterable<[string, { key: SvcKey; value: SvcValue }]>;
+  backends?: Iterable<[number, BackendValue]>;
+  revNat?: Iterable<[number, RevNatValue]>;
+  maglevIds?: Iterable<number>;
+  snatAddr?: string;
+}): LbState {
+  const backends = new Map(contents.backends ?? []);
+  const revNat = new Map(contents.revNat ?? []);
+  const backendIndex = new Map<string, number>();
+  for (const [id, v] of backends) backendIndex.set(backendId(v), id);
+  const frontendIndex = new Map<string, number>();
+  for (const [id, v] of revNat) frontendIndex.set(frontendId(v.vip, v.port, v.proto), id);
+  return {
+    services: new Map(contents.services ?? []),
+    backends,
+    revNat,
+    maglevIds: new Set(contents.maglevIds ?? []),
+    snatAddr: contents.snatAddr,
+    backendIndex,
+    frontendIndex,
+  };
+}
+
+/** Limits a diff to some frontends and backends (the ones of changed Services). */
+export interface DiffScope {
+  readonly frontends: ReadonlySet<string>;
+  readonly backends: ReadonlySet<string>;
 }
 
 /** Map writes in the order they must be applied (make before break). */
@@ -109,113 +153,107 @@ export function backendId(b: { addr: string; port: number; proto: number }): str
   return `${b.addr}:${b.port}/${b.proto}`;
 }
 
+/** One Service's share of the plan. */
+export interface ServicePlan {
+  readonly frontends: readonly PlannedFrontend[];
+  /** Its backends, one per identity, flags as this Service sees them. */
+  readonly backends: readonly PlannedBackend[];
+}
+
+/** Plans one (validated) Service entry on one node. */
+export function planService(entry: ServiceEntry, node: NodeContext): ServicePlan {
+  const { service, endpoints } = entry;
+  const name = serviceKey(service);
+  const affinity = service.sessionAffinity === "ClientIP";
+  const frontends = new Map<string, PlannedFrontend>();
+  const backends = new Map<string, PlannedBackend>();
+  for (const port of service.ports) {
+    const proto = PROTO[port.protocol];
+    if (proto === undefined) {
+      throw new TypeError(`${name}: unknown protocol "${port.protocol}"`);
+    }
+    const portOf = (e: Endpoint) => e.ports?.[port.name] ?? port.targetPort;
+    // every endpoint stays a backend (terminating ones keep their flows), flagged
+    for (const e of endpoints) {
+      const value: BackendValue = {
+        addr: e.ip,
+        port: portOf(e),
+        proto,
+        flags: (e.terminating ? BackendFlag.TERMINATING : 0) |
+          (e.node === node.nodeName ? BackendFlag.LOCAL : 0),
+      };
+      const id = backendId(value);
+      const prior = backends.get(id);
+      if (prior) value.flags |= prior.value.flags;
+      backends.set(id, { id, value });
+    }
+    const newFlows = (local: boolean): string[] => {
+      const candidates = local ? endpoints.filter((e) => e.node === node.nodeName) : endpoints;
+      return endpointsForNewFlows(candidates)
+        .map((e) => backendId({ addr: e.ip, port: portOf(e), proto }))
+        .sort();
+    };
+    const add = (vip: string, frontPort: number, kind: number, local: boolean) => {
+      const id = frontendId(vip, frontPort, proto);
+      if (frontends.has(id)) {
+        throw new TypeError(
+          `${name}: frontend ${vip}:${frontPort}/${port.protocol} is listed twice`,
+        );
+      }
+      frontends.set(id, {
+        id,
+        vip,
+        port: frontPort,
+        proto,
+        flags: kind | (local ? SvcFlag.LOCAL : 0) | (affinity ? SvcFlag.AFFINITY : 0),
+        affinityTimeout: affinity ? service.affinityTimeoutSeconds : 0,
+        backends: newFlows(local),
+        service: name,
+      });
+    };
+    const internalLocal = service.internalTrafficPolicy === "Local";
+    const externalLocal = service.externalTrafficPolicy === "Local";
+    for (const ip of service.clusterIPs) add(ip, port.port, SvcFlag.CLUSTERIP, internalLocal);
+    for (const ip of [...service.externalIPs, ...service.loadBalancerIPs]) {
+      add(ip, port.port, SvcFlag.EXTERNAL, externalLocal);
+    }
+    if (port.nodePort !== undefined) {
+      for (const ip of node.nodeIPs) add(ip, port.nodePort, SvcFlag.NODEPORT, externalLocal);
+    }
+  }
+  return { frontends: [...frontends.values()], backends: [...backends.values()] };
+}
+
+/**
+ * Adds one Service's plan into a whole plan's maps. A backend shared by Services is
+ * terminating (or local) if any of them says so. Throws on a frontend another Service has.
+ */
+export function mergeServicePlan(
+  into: { frontends: Map<string, PlannedFrontend>; backends: Map<string, PlannedBackend> },
+  part: ServicePlan,
+): void {
+  for (const f of part.frontends) {
+    const other = into.frontends.get(f.id);
+    if (other) throw new TypeError(`${f.service}: frontend ${f.id} is also ${other.service}'s`);
+  }
+  for (const f of part.frontends) into.frontends.set(f.id, f);
+  for (const b of part.backends) {
+    const prior = into.backends.get(b.id);
+    into.backends.set(
+      b.id,
+      prior ? { id: b.id, value: { ...b.value, flags: b.value.flags | prior.value.flags } } : b,
+    );
+  }
+}
+
 /** Computes the desired frontends and backends of a (validated) snapshot on one node. */
 export function planLb(snapshot: ServiceSnapshot, node: NodeContext): LbPlan {
   const frontends = new Map<string, PlannedFrontend>();
   const backends = new Map<string, PlannedBackend>();
-  for (const { service, endpoints } of snapshot.services) {
-    const name = serviceKey(service);
-    const affinity = service.sessionAffinity === "ClientIP";
-    for (const port of service.ports) {
-      const proto = PROTO[port.protocol];
-      if (proto === undefined) {
-        throw new TypeError(`${name}: unknown protocol "${port.protocol}"`);
-      }
-      const portOf = (e: (typeof endpoints)[number]) => e.ports?.[port.name] ?? port.targetPort;
-      // every endpoint stays a backend (terminating ones keep their flows), flagged
-      for (const e of endpoints) {
-        const value: BackendValue = {
-          addr: e.ip,
-          port: portOf(e),
-          proto,
-          flags: (e.terminating ? BackendFlag.TERMINATING : 0) |
-            (e.node === node.nodeName ? BackendFlag.LOCAL : 0),
-        };
-        const id = backendId(value);
-        const prior = backends.get(id);
-        // one address shared by Services: terminating if any says so
-        if (prior) value.flags |= prior.value.flags;
-        backends.set(id, { id, value });
-      }
-      const newFlows = (local: boolean): string[] => {
-        const candidates = local ? endpoints.filter((e) => e.node === node.nodeName) : endpoints;
-        return endpointsForNewFlows(candidates)
-          .map((e) => backendId({ addr: e.ip, port: portOf(e), proto }))
-          .sort();
-      };
-      const add = (vip: string, frontPort: number, kind: number, local: boolean) => {
-        const id = frontendId(vip, frontPort, proto);
-        if (frontends.has(id)) {
-          throw new TypeError(
-            `${name}: frontend ${vip}:${frontPort}/${port.protocol} is also ${
-              frontends.get(id)!.service
-            }'s`,
-          );
-        }
-        frontends.set(id, {
-          id,
-          vip,
-          port: frontPort,
-          proto,
-          flags: kind | (local ? SvcFlag.LOCAL : 0) | (affinity ? SvcFlag.AFFINITY : 0),
-          affinityTimeout: affinity ? service.affinityTimeoutSeconds : 0,
-          backends: newFlows(local),
-          service: name,
-        });
-      };
-      const internalLocal = service.internalTrafficPolicy === "Local";
-      const externalLocal = service.externalTrafficPolicy === "Local";
-      for (const ip of service.clusterIPs) add(ip, port.port, SvcFlag.CLUSTERIP, internalLocal);
-      for (const ip of [...service.externalIPs, ...service.loadBalancerIPs]) {
-        add(ip, port.port, SvcFlag.EXTERNAL, externalLocal);
-      }
-      if (port.nodePort !== undefined) {
-        for (const ip of node.nodeIPs) add(ip, port.nodePort, SvcFlag.NODEPORT, externalLocal);
-      }
-    }
+  for (const entry of snapshot.services) {
+    mergeServicePlan({ frontends, backends }, planService(entry, node));
   }
   return { frontends, backends, snatAddr: node.nodeIPs[0] ?? "0.0.0.0" };
-}
-
-/** Ids for every planned backend and frontend: existing ones kept, new ones the lowest free. */
-export function assignIds(
-  plan: LbPlan,
-  state: LbState,
-): { backends: Map<string, number>; frontends: Map<string, number> } {
-  const backendIds = new Map<string, number>();
-  for (const [id, value] of state.backends) backendIds.set(backendId(value), id);
-  const frontendIds = new Map<string, number>();
-  for (const [id, value] of state.revNat) {
-    frontendIds.set(frontendId(value.vip, value.port, value.proto), id);
-  }
-  const pick = (
-    wanted: Iterable<string>,
-    existing: Map<string, number>,
-    used: Iterable<number>,
-  ): Map<string, number> => {
-    const taken = new Set(used);
-    const out = new Map<string, number>();
-    let next = 1;
-    for (const key of wanted) {
-      const have = existing.get(key);
-      if (have !== undefined) {
-        out.set(key, have);
-        continue;
-      }
-      while (taken.has(next)) next++;
-      taken.add(next);
-      out.set(key, next);
-    }
-    return out;
-  };
-  return {
-    backends: pick(plan.backends.keys(), backendIds, state.backends.keys()),
-    frontends: pick(plan.frontends.keys(), frontendIds, [
-      ...state.revNat.keys(),
-      ...state.maglevIds,
-      ...[...state.services.values()].map((s) => s.value.rev_nat_id),
-    ]),
-  };
 }
 
 function sameBackend(a: BackendValue, b: BackendValue): boolean {
@@ -227,61 +265,138 @@ function sameSvc(a: SvcValue, b: SvcValue): boolean {
     a.affinity_timeout === b.affinity_timeout && a.count === b.count && a.flags === b.flags;
 }
 
-/** The writes that turn `state` into `plan`; empty lists when they already agree. */
-export function diffLb(plan: LbPlan, state: LbState, maglevSize = MAGLEV_M): LbDiff {
-  const ids = assignIds(plan, state);
+/** The backend slots (1..) a frontend has in `state`, in slot order. */
+function existingSlots(state: LbState, vip: string, port: number, proto: number): SvcValue[] {
+  const out: SvcValue[] = [];
+  for (let slot = 1;; slot++) {
+    const e = state.services.get(svcKeyId({ vip, dport: port, proto, slot }));
+    if (!e) return out;
+    out.push(e.value);
+  }
+}
+
+/**
+ * Hands out ids: an identity the maps know keeps its id; a new one gets the lowest id that
+ * is neither in the maps nor given out in this diff (so an id freed by this sync is not
+ * reused while old entries may still name it).
+ */
+class IdAllocator {
+  #next = 1;
+  #given = new Map<string, number>();
+  #taken = new Set<number>();
+  constructor(
+    readonly index: ReadonlyMap<string, number>,
+    readonly inUse: (id: number) => boolean,
+  ) {}
+  idOf(key: string): number {
+    const have = this.index.get(key) ?? this.#given.get(key);
+    if (have !== undefined) return have;
+    while (this.inUse(this.#next) || this.#taken.has(this.#next)) this.#next++;
+    this.#taken.add(this.#next);
+    this.#given.set(key, this.#next);
+    return this.#next;
+  }
+}
+
+/**
+ * The writes that turn `state` into `plan`; empty lists when they already agree. With a
+ * `scope`, only those frontends and backends are compared (the caller promises the rest
+ * agree); without one, everything, including entries no plan names.
+ */
+export function diffLb(
+  plan: LbPlan,
+  state: LbState,
+  maglevSize = MAGLEV_M,
+  scope?: DiffScope,
+): LbDiff {
   const changed = new Set<string>();
+  const backendIds = new IdAllocator(state.backendIndex, (id) => state.backends.has(id));
+  const svcRevNat = scope
+    ? undefined
+    : new Set([...state.services.values()].map((s) => s.value.rev_nat_id));
+  const frontendIds = new IdAllocator(
+    state.frontendIndex,
+    (id) => state.revNat.has(id) || state.maglevIds.has(id) || (svcRevNat?.has(id) ?? false),
+  );
 
   const backendUpserts: [number, BackendValue][] = [];
-  const wantedBackendIds = new Set<number>();
-  for (const [key, planned] of plan.backends) {
-    const id = ids.backends.get(key)!;
-    wantedBackendIds.add(id);
+  const backendDeletes: number[] = [];
+  for (const key of scope ? scope.backends : plan.backends.keys()) {
+    const planned = plan.backends.get(key);
+    if (!planned) {
+      const gone = state.backendIndex.get(key);
+      if (gone !== undefined) backendDeletes.push(gone);
+      continue;
+    }
+    const id = backendIds.idOf(key);
     const have = state.backends.get(id);
     if (!have || !sameBackend(have, planned.value)) backendUpserts.push([id, planned.value]);
   }
-  const backendDeletes = [...state.backends.keys()].filter((id) => !wantedBackendIds.has(id));
-
-  // current slot sets per rev-NAT id, to see whether a Maglev table must change
-  const currentSlots = new Map<number, number[]>();
-  for (const { key, value } of state.services.values()) {
-    if (key.slot === 0) continue;
-    const list = currentSlots.get(value.rev_nat_id) ?? [];
-    list.push(value.backend_id);
-    currentSlots.set(value.rev_nat_id, list);
+  if (!scope) {
+    for (const [id, v] of state.backends) {
+      if (!plan.backends.has(backendId(v))) backendDeletes.push(id);
+    }
   }
 
   const revNatUpserts: [number, RevNatValue][] = [];
   const maglevUpserts: [number, Uint32Array][] = [];
   const slotUpserts: [SvcKey, SvcValue][] = [];
   const frontUpserts: [SvcKey, SvcValue][] = [];
-  const wantedSvcKeys = new Set<string>();
-  const wantedRevNat = new Set<number>();
+  const frontDeletes: SvcKey[] = [];
+  const slotDeletes: SvcKey[] = [];
+  const revNatDeletes: number[] = [];
+  const maglevDeletes: number[] = [];
   const newFlowBackends = new Map<number, Set<number>>();
-  for (const [fid, f] of plan.frontends) {
-    const revNatId = ids.frontends.get(fid)!;
+  const tables = new Map<string, Uint32Array>();
+  const wantedRevNat = new Set<number>();
+  for (const fid of scope ? scope.frontends : plan.frontends.keys()) {
+    const f = plan.frontends.get(fid);
+    if (!f) {
+      const oldId = state.frontendIndex.get(fid);
+      const rn = oldId === undefined ? undefined : state.revNat.get(oldId);
+      if (oldId === undefined || !rn) continue;
+      const base = { vip: rn.vip, dport: rn.port, proto: rn.proto };
+      if (state.services.has(svcKeyId({ ...base, slot: 0 }))) {
+        frontDeletes.push({ ...base, slot: 0 });
+      }
+      existingSlots(state, rn.vip, rn.port, rn.proto).forEach((_, i) =>
+        slotDeletes.push({ ...base, slot: i + 1 })
+      );
+      revNatDeletes.push(oldId);
+      if (state.maglevIds.has(oldId)) maglevDeletes.push(oldId);
+      changed.add(fid);
+      continue;
+    }
+    const revNatId = frontendIds.idOf(fid);
     wantedRevNat.add(revNatId);
     const rn = state.revNat.get(revNatId);
     if (!rn || rn.vip !== f.vip || rn.port !== f.port || rn.proto !== f.proto) {
       revNatUpserts.push([revNatId, { vip: f.vip, port: f.port, proto: f.proto }]);
       changed.add(f.service);
     }
-    const beIds = f.backends.map((b) => ids.backends.get(b)!);
+    const beIds = f.backends.map((b) => backendIds.idOf(b));
     newFlowBackends.set(revNatId, new Set(beIds));
     const sortedIds = [...beIds].sort((a, b) => a - b);
-    const have = (currentSlots.get(revNatId) ?? []).sort((a, b) => a - b);
+    const slots = existingSlots(state, f.vip, f.port, f.proto);
+    const have = slots.map((v) => v.backend_id).sort((a, b) => a - b);
     const sameSet = have.length === sortedIds.length && have.every((v, i) => v === sortedIds[i]);
     if (!sameSet || !state.maglevIds.has(revNatId)) {
-      const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
-      const table = sortedIds.length === 0
-        ? new Uint32Array(maglevSize)
-        : buildMaglevTable(sortedIds.map((id) => ({ id, key: keyOf.get(id)! })), maglevSize);
+      // frontends with the same backends (ports of one Service, ClusterIP and NodePort…)
+      // share one computation: a table costs milliseconds
+      const tableKey = sortedIds.join(",");
+      let table = tables.get(tableKey);
+      if (!table) {
+        const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
+        table = sortedIds.length === 0
+          ? new Uint32Array(maglevSize)
+          : buildMaglevTable(sortedIds.map((id) => ({ id, key: keyOf.get(id)! })), maglevSize);
+        tables.set(tableKey, table);
+      }
       maglevUpserts.push([revNatId, table]);
       changed.add(f.service);
     }
     const base = { vip: f.vip, dport: f.port, proto: f.proto };
     sortedIds.forEach((beId, i) => {
-      const key: SvcKey = { ...base, slot: i + 1 };
       const value: SvcValue = {
         backend_id: beId,
         rev_nat_id: revNatId,
@@ -289,15 +404,16 @@ export function diffLb(plan: LbPlan, state: LbState, maglevSize = MAGLEV_M): LbD
         count: 0,
         flags: 0,
       };
-      const id = svcKeyId(key);
-      wantedSvcKeys.add(id);
-      const cur = state.services.get(id);
-      if (!cur || !sameSvc(cur.value, value)) {
-        slotUpserts.push([key, value]);
+      const cur = slots[i];
+      if (!cur || !sameSvc(cur, value)) {
+        slotUpserts.push([{ ...base, slot: i + 1 }, value]);
         changed.add(f.service);
       }
     });
-    const key: SvcKey = { ...base, slot: 0 };
+    for (let slot = sortedIds.length + 1; slot <= slots.length; slot++) {
+      slotDeletes.push({ ...base, slot });
+      changed.add(f.service);
+    }
     const value: SvcValue = {
       backend_id: 0,
       rev_nat_id: revNatId,
@@ -305,31 +421,39 @@ export function diffLb(plan: LbPlan, state: LbState, maglevSize = MAGLEV_M): LbD
       count: sortedIds.length,
       flags: f.flags,
     };
-    const id = svcKeyId(key);
-    wantedSvcKeys.add(id);
-    const cur = state.services.get(id);
+    const cur = state.services.get(svcKeyId({ ...base, slot: 0 }));
     if (!cur || !sameSvc(cur.value, value)) {
-      frontUpserts.push([key, value]);
+      frontUpserts.push([{ ...base, slot: 0 }, value]);
       changed.add(f.service);
     }
   }
-  const stale = [...state.services.values()].filter((s) => !wantedSvcKeys.has(svcKeyId(s.key)));
-  const serviceDeletes = [
-    ...stale.filter((s) => s.key.slot === 0),
-    ...stale.filter((s) => s.key.slot !== 0),
-  ].map((s) => s.key);
-  for (const s of stale) {
-    if (s.key.slot === 0) changed.add(frontendId(s.key.vip, s.key.dport, s.key.proto));
+  if (!scope) {
+    // entries no planned frontend owns: removed frontends, or leftovers of a failed sync
+    const wanted = new Set<string>();
+    for (const f of plan.frontends.values()) {
+      wanted.add(svcKeyId({ vip: f.vip, dport: f.port, proto: f.proto, slot: 0 }));
+      for (let i = 1; i <= f.backends.length; i++) {
+        wanted.add(svcKeyId({ vip: f.vip, dport: f.port, proto: f.proto, slot: i }));
+      }
+    }
+    const staleSlots = new Set(slotDeletes.map(svcKeyId));
+    for (const [id, { key }] of state.services) {
+      if (wanted.has(id)) continue;
+      if (key.slot === 0) {
+        frontDeletes.push(key);
+        changed.add(frontendId(key.vip, key.dport, key.proto));
+      } else if (!staleSlots.has(id)) slotDeletes.push(key);
+    }
+    for (const id of state.revNat.keys()) if (!wantedRevNat.has(id)) revNatDeletes.push(id);
+    for (const id of state.maglevIds) if (!wantedRevNat.has(id)) maglevDeletes.push(id);
   }
-  const revNatDeletes = [...state.revNat.keys()].filter((id) => !wantedRevNat.has(id));
-  const maglevDeletes = [...state.maglevIds].filter((id) => !wantedRevNat.has(id));
-  const snatChanged = state.snatAddr !== plan.snatAddr;
+  const snatChanged = !scope && state.snatAddr !== plan.snatAddr;
   return {
     backendUpserts,
     revNatUpserts,
     maglevUpserts,
     serviceUpserts: [...slotUpserts, ...frontUpserts],
-    serviceDeletes,
+    serviceDeletes: [...frontDeletes, ...slotDeletes],
     maglevDeletes,
     revNatDeletes,
     backendDeletes,
@@ -346,25 +470,44 @@ export function diffOperations(d: LbDiff): number {
     d.revNatDeletes.length + d.backendDeletes.length + (d.snatAddr !== undefined ? 1 : 0);
 }
 
-/** The state the maps hold once `diff` is applied to `state` (lets a caller cache it). */
+/** Updates `state` in place to what the maps hold once `diff` is applied. */
+export function applyDiffInPlace(state: LbState, diff: LbDiff): void {
+  for (const [id, v] of diff.backendUpserts) {
+    state.backends.set(id, v);
+    state.backendIndex.set(backendId(v), id);
+  }
+  for (const [id, v] of diff.revNatUpserts) {
+    state.revNat.set(id, v);
+    state.frontendIndex.set(frontendId(v.vip, v.port, v.proto), id);
+  }
+  for (const [id] of diff.maglevUpserts) state.maglevIds.add(id);
+  for (const [key, value] of diff.serviceUpserts) state.services.set(svcKeyId(key), { key, value });
+  for (const key of diff.serviceDeletes) state.services.delete(svcKeyId(key));
+  for (const id of diff.maglevDeletes) state.maglevIds.delete(id);
+  for (const id of diff.revNatDeletes) {
+    const v = state.revNat.get(id);
+    if (v && state.frontendIndex.get(frontendId(v.vip, v.port, v.proto)) === id) {
+      state.frontendIndex.delete(frontendId(v.vip, v.port, v.proto));
+    }
+    state.revNat.delete(id);
+  }
+  for (const id of diff.backendDeletes) {
+    const v = state.backends.get(id);
+    if (v && state.backendIndex.get(backendId(v)) === id) state.backendIndex.delete(backendId(v));
+    state.backends.delete(id);
+  }
+  if (diff.snatAddr !== undefined) state.snatAddr = diff.snatAddr;
+}
+
+/** The state the maps hold once `diff` is applied to `state` (a copy; `state` is kept). */
 export function applyDiffToState(state: LbState, diff: LbDiff): LbState {
-  const services = new Map(state.services);
-  const backends = new Map(state.backends);
-  const revNat = new Map(state.revNat);
-  const maglevIds = new Set(state.maglevIds);
-  for (const [id, v] of diff.backendUpserts) backends.set(id, v);
-  for (const [id, v] of diff.revNatUpserts) revNat.set(id, v);
-  for (const [id] of diff.maglevUpserts) maglevIds.add(id);
-  for (const [key, value] of diff.serviceUpserts) services.set(svcKeyId(key), { key, value });
-  for (const key of diff.serviceDeletes) services.delete(svcKeyId(key));
-  for (const id of diff.maglevDeletes) maglevIds.delete(id);
-  for (const id of diff.revNatDeletes) revNat.delete(id);
-  for (const id of diff.backendDeletes) backends.delete(id);
-  return {
-    services,
-    backends,
-    revNat,
-    maglevIds,
-    snatAddr: diff.snatAddr ?? state.snatAddr,
-  };
+  const next = makeLbState({
+    services: state.services,
+    backends: state.backends,
+    revNat: state.revNat,
+    maglevIds: state.maglevIds,
+    snatAddr: state.snatAddr,
+  });
+  applyDiffInPlace(next, diff);
+  return next;
 }

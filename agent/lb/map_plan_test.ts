@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
-import { applyDiffToState, diffLb, diffOperations, type LbState, planLb } from "./map_plan.ts";
+import {
+  applyDiffToState,
+  diffLb,
+  diffOperations,
+  type LbState,
+  makeLbState,
+  planLb,
+} from "./map_plan.ts";
 import { BackendFlag, SvcFlag } from "./lb_abi.ts";
 
 const M = 251; // a small prime keeps these tests quick
@@ -26,12 +33,7 @@ function ep(ip: string, node = "n1", more: Partial<Endpoint> = {}): Endpoint {
   return { ip, node, ready: true, serving: true, terminating: false, ...more };
 }
 
-const EMPTY: LbState = {
-  services: new Map(),
-  backends: new Map(),
-  revNat: new Map(),
-  maglevIds: new Set(),
-};
+const EMPTY: LbState = makeLbState({});
 
 Deno.test("planLb() makes ClusterIP, external and per-node-address NodePort frontends", () => {
   const snap: ServiceSnapshot = {

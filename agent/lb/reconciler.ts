@@ -7,17 +7,23 @@
  * @module
  */
 import type { SyncReport } from "../dataplane.ts";
-import type { ServiceSnapshot } from "./model.ts";
-import { IPPROTO, MAGLEV_M, type SvcKey, type SvcValue } from "./lb_abi.ts";
+import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
+import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { LbMaps } from "./lb_maps.ts";
 import {
-  applyDiffToState,
+  applyDiffInPlace,
   diffLb,
   diffOperations,
+  type DiffScope,
   type LbDiff,
+  type LbPlan,
   type LbState,
+  makeLbState,
   type NodeContext,
-  planLb,
+  type PlannedBackend,
+  type PlannedFrontend,
+  planService,
+  type ServicePlan,
   svcKeyId,
 } from "./map_plan.ts";
 
@@ -29,19 +35,18 @@ export interface LbSyncReport extends SyncReport {
 
 /** Reads the maps' current contents (Maglev tables by key only). */
 export function readLbState(maps: LbMaps): LbState {
-  const services = new Map<string, { key: SvcKey; value: SvcValue }>();
-  for (const [key, value] of maps.services.entries()) services.set(svcKeyId(key), { key, value });
-  const backends = new Map(maps.backends.entries());
-  const revNat = new Map(maps.revNat.entries());
-  const maglevIds = new Set(maps.maglev.keys());
+  const services: [string, { key: SvcKey; value: SvcValue }][] = [];
+  for (const [key, value] of maps.services.entries()) {
+    services.push([svcKeyId(key), { key, value }]);
+  }
   const config = maps.config.get(0);
-  return {
+  return makeLbState({
     services,
-    backends,
-    revNat,
-    maglevIds,
+    backends: maps.backends.entries(),
+    revNat: maps.revNat.entries(),
+    maglevIds: maps.maglev.keys(),
     snatAddr: config && config.snat_addr !== "0.0.0.0" ? config.snat_addr : undefined,
-  };
+  });
 }
 
 /** Applies a diff in make-before-break order; returns the map operations made. */
@@ -94,26 +99,72 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
   return purged;
 }
 
+/** One Service as last planned: its input and its share of the plan. */
+interface PlannedService {
+  readonly entry: ServiceEntry;
+  readonly plan: ServicePlan;
+}
+
+/** Deep equality of plain JSON-like data (no allocation: cheaper than comparing JSON text). */
+export function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  let n = 0;
+  for (const k in ra) {
+    if (ra[k] === undefined) continue;
+    n++;
+    if (!sameData(ra[k], rb[k])) return false;
+  }
+  for (const k in rb) if (rb[k] !== undefined) n--;
+  return n === 0;
+}
+
 /**
- * Converges one node's LB maps. The first sync reads the maps (ids come from there, so a new
- * process continues where the last one stopped); later syncs diff against the state the
- * previous sync left, since only this reconciler writes these maps.
+ * Converges one node's LB maps.
+ *
+ * The first sync reads the maps (ids come from there, so a new process continues where the
+ * last one stopped) and diffs everything. Later syncs keep that state and the last plan in
+ * memory (only this reconciler writes these maps): a Service whose input did not change is
+ * skipped, and only the frontends and backends of changed Services are compared, so one
+ * endpoint change costs about as much at 10k Services as at 1.
  */
 export class LbReconciler {
   #state: LbState | undefined;
+  #services = new Map<string, PlannedService>();
+  #frontends = new Map<string, PlannedFrontend>();
+  /** Backend identity -> (Service -> that Service's flags for it). */
+  #backendUsers = new Map<string, Map<string, PlannedBackend>>();
 
   constructor(readonly maps: LbMaps, readonly node: NodeContext) {}
 
   /** Converges the maps to `snapshot` (already validated). */
   sync(snapshot: ServiceSnapshot): LbSyncReport {
     const started = performance.now();
-    const plan = planLb(snapshot, this.node);
-    const state = this.#state ?? readLbState(this.maps);
-    const diff = diffLb(plan, state, this.node.maglevSize ?? MAGLEV_M);
+    const maglevSize = this.node.maglevSize ?? this.maps.maglevSize;
+    const full = this.#state === undefined;
+    let state: LbState;
+    let diff: LbDiff;
+    try {
+      state = this.#state ?? readLbState(this.maps);
+      const { plan, scope } = this.#plan(snapshot, full);
+      diff = diffLb(plan, state, maglevSize, scope);
+    } catch (error) {
+      this.invalidate(); // nothing was written; start over from the maps next time
+      throw error;
+    }
     // forget the cache if a write fails half-way: the next sync reads the maps again
     this.#state = undefined;
     const operations = applyLbDiff(this.maps, diff);
-    this.#state = applyDiffToState(state, diff);
+    applyDiffInPlace(state, diff);
+    this.#state = state;
     const purged = purgeFlows(this.maps, diff);
     return {
       durationMs: performance.now() - started,
@@ -123,8 +174,94 @@ export class LbReconciler {
     };
   }
 
-  /** Drops the cached state: the next sync reads the maps again. */
+  /** Drops the cached state and plan: the next sync reads the maps and diffs everything. */
   invalidate(): void {
     this.#state = undefined;
+    this.#services.clear();
+    this.#frontends.clear();
+    this.#backendUsers.clear();
+  }
+
+  /** The whole plan, and the scope of what changed since the last one (none when `full`). */
+  #plan(snapshot: ServiceSnapshot, full: boolean): { plan: LbPlan; scope?: DiffScope } {
+    const seen = new Set<string>();
+    const changed: [string, ServiceEntry][] = [];
+    for (const entry of snapshot.services) {
+      const key = serviceKey(entry.service);
+      seen.add(key);
+      const prior = this.#services.get(key);
+      if (!full && prior && sameData(prior.entry, entry)) continue;
+      changed.push([key, entry]);
+    }
+    const removed = [...this.#services.keys()].filter((k) => !seen.has(k));
+    if (full) {
+      this.#services.clear();
+      this.#frontends.clear();
+      this.#backendUsers.clear();
+    }
+    const scopeFrontends = new Set<string>();
+    const scopeBackends = new Set<string>();
+    // take out the old share of every changed or removed Service…
+    for (const key of [...removed, ...changed.map(([k]) => k)]) {
+      const old = this.#services.get(key);
+      if (!old) continue;
+      for (const f of old.plan.frontends) {
+        this.#frontends.delete(f.id);
+        scopeFrontends.add(f.id);
+      }
+      for (const b of old.plan.backends) {
+        this.#backendUsers.get(b.id)?.delete(key);
+        scopeBackends.add(b.id);
+      }
+      this.#services.delete(key);
+    }
+    // …and put the new one in
+    for (const [key, entry] of changed) {
+      const part = planService(entry, this.node);
+      for (const f of part.frontends) {
+        const other = this.#frontends.get(f.id);
+        if (other) throw new TypeError(`${key}: frontend ${f.id} is also ${other.service}'s`);
+      }
+      for (const f of part.frontends) {
+        this.#frontends.set(f.id, f);
+        scopeFrontends.add(f.id);
+      }
+      for (const b of part.backends) {
+        let users = this.#backendUsers.get(b.id);
+        if (!users) this.#backendUsers.set(b.id, users = new Map());
+        users.set(key, b);
+        scopeBackends.add(b.id);
+      }
+      this.#services.set(key, { entry, plan: part });
+    }
+    const backends = this.#backendsOf(full ? this.#backendUsers.keys() : scopeBackends);
+    const plan: LbPlan = {
+      frontends: this.#frontends,
+      backends,
+      snatAddr: this.node.nodeIPs[0] ?? "0.0.0.0",
+    };
+    return full
+      ? { plan }
+      : { plan, scope: { frontends: scopeFrontends, backends: scopeBackends } };
+  }
+
+  /** Planned backends for the given identities (flags OR-ed over the Services using each). */
+  #backendsOf(keys: Iterable<string>): Map<string, PlannedBackend> {
+    const out = new Map<string, PlannedBackend>();
+    for (const key of [...keys]) {
+      const users = this.#backendUsers.get(key);
+      if (!users || users.size === 0) {
+        this.#backendUsers.delete(key);
+        continue;
+      }
+      let merged: PlannedBackend | undefined;
+      for (const b of users.values()) {
+        merged = merged
+          ? { id: key, value: { ...merged.value, flags: merged.value.flags | b.value.flags } }
+          : b;
+      }
+      out.set(key, merged!);
+    }
+    return out;
   }
 }

@@ -5,7 +5,7 @@
  * atomically (temp file, fsync, rename, fsync of the directory); readers need no lock.
  * @module
  */
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { ServiceEntry, ServiceSnapshot } from "./model.ts";
 import { serviceKey } from "./model.ts";
 import {
@@ -232,4 +232,54 @@ async function writeAtomically(file: string, text: string): Promise<void> {
   } finally {
     d.close();
   }
+}
+
+/** A running {@linkcode watchServiceFile}; `close()` (or `using`) stops it. */
+export interface ServiceFileWatch extends Disposable {
+  close(): void;
+}
+
+/**
+ * Calls `onChange` soon after the services file is replaced, created or removed (inotify on
+ * its directory, since each write renames a new inode over the file; bursts are coalesced
+ * over `debounceMs`, default 20). The caller re-reads the file; a change may be reported
+ * more than once but is never missed while the watch runs. If the watch itself fails,
+ * `onError` gets the error (default: printed to stderr) and the watch ends.
+ */
+export function watchServiceFile(
+  file: string,
+  onChange: () => void,
+  options: { debounceMs?: number; onError?: (error: Error) => void } = {},
+): ServiceFileWatch {
+  const dir = dirname(file);
+  Deno.mkdirSync(dir, { recursive: true });
+  const watcher = Deno.watchFs(dir, { recursive: false });
+  const debounceMs = options.debounceMs ?? 20;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  const target = resolve(file);
+  (async () => {
+    try {
+      for await (const event of watcher) {
+        if (!event.paths.some((p) => resolve(p) === target)) continue;
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          if (!closed) onChange();
+        }, debounceMs);
+      }
+    } catch (e) {
+      if (closed) return;
+      const error = new ServiceFileError(file, `watch failed: ${(e as Error).message}`, {
+        cause: e,
+      });
+      (options.onError ?? ((err) => console.error(err.message)))(error);
+    }
+  })();
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(timer);
+    watcher.close();
+  };
+  return { close, [Symbol.dispose]: close };
 }

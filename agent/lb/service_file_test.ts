@@ -6,6 +6,7 @@ import {
   readServiceFile,
   ServiceFileError,
   updateServiceFile,
+  watchServiceFile,
 } from "./service_file.ts";
 import { parseServiceEntry, ServiceValidationError } from "./validate.ts";
 import type { ServiceEntry } from "./model.ts";
@@ -204,3 +205,39 @@ async function waitForLine(stream: ReadableStream<Uint8Array>, want: string): Pr
     reader.releaseLock();
   }
 }
+
+Deno.test("watchServiceFile() reports each write of the file, not of its neighbours", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/services.json`;
+    let changes = 0;
+    let wake: (() => void) | undefined;
+    using _watch = watchServiceFile(file, () => {
+      changes++;
+      wake?.();
+    }, { debounceMs: 10 });
+    const nextChange = (what: string) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no change seen after ${what}`)), 5000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+
+    let seen = nextChange("the first add");
+    await putServices(file, [entry("web", "10.96.0.10")]);
+    await seen;
+    seen = nextChange("a delete");
+    const before = changes;
+    await deleteService(file, "default/web");
+    await seen;
+    assert.ok(changes > before);
+
+    // A neighbour file (and the lock file) change nothing.
+    wake = undefined;
+    const quiet = changes;
+    await Deno.writeTextFile(`${dir}/other.json`, "{}");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(changes, quiet);
+  });
+});

@@ -63,11 +63,11 @@ export function parseService(input: unknown, options: ParseOptions = {}): Servic
 export function parseServiceEntry(input: unknown, options: ParseOptions = {}): ServiceEntry {
   const path = options.path ?? "";
   if (isObject(input) && "service" in input) {
-    const obj = fields(input, path, ["service", "endpoints"]);
+    const obj = fields(input, path, ENTRY_FIELDS);
     const service = parseServiceFields(obj.service, join(path, "service"));
     return { service, endpoints: parseEndpoints(obj.endpoints, join(path, "endpoints"), service) };
   }
-  const service = parseServiceFields(input, path, ["endpoints"]);
+  const service = parseServiceFields(input, path, true);
   const endpoints = isObject(input) ? input.endpoints : undefined;
   return { service, endpoints: parseEndpoints(endpoints, join(path, "endpoints"), service) };
 }
@@ -82,7 +82,7 @@ export function parseSnapshot(input: unknown, options: ParseOptions = {}): Servi
   let list: unknown = input;
   let listPath = path;
   if (!Array.isArray(input)) {
-    const obj = fields(input, path, ["services"]);
+    const obj = fields(input, path, SNAPSHOT_FIELDS);
     list = obj.services ?? [];
     listPath = join(path, "services");
   }
@@ -103,43 +103,38 @@ export function checkSnapshotConflicts(
 ): void {
   const at = typeof path === "string" ? (i: number) => `${path}[${i}]` : path;
   const names = new Map<string, number>();
-  const frontends = new Map<string, { index: number; what: string }>();
-  services.forEach((entry, i) => {
-    const key = serviceKey(entry.service);
+  const frontends = new Map<string, number>(); // frontend → index of the Service holding it
+  for (let i = 0; i < services.length; i++) {
+    const service = services[i].service;
+    const key = serviceKey(service);
     const prior = names.get(key);
     if (prior !== undefined) fail(at(i), `Service ${key} is defined twice (also ${at(prior)})`);
     names.set(key, i);
-    for (const { id, what } of frontendsOf(entry.service)) {
-      const other = frontends.get(id);
+    for (const frontend of frontendsOf(service)) {
+      const other = frontends.get(frontend);
       if (other !== undefined) {
-        const otherKey = serviceKey(services[other.index].service);
+        const otherKey = serviceKey(services[other].service);
         fail(
           at(i),
-          `duplicate frontend: ${what} of Service ${key} is already ${other.what} of Service ${otherKey}`,
+          `duplicate frontend: ${frontend} of Service ${key} is already ${frontend} of Service ${otherKey}`,
         );
       }
-      frontends.set(id, { index: i, what });
+      frontends.set(frontend, i);
     }
-  });
+  }
 }
 
-/** A Service's frontends as unique ids ("10.96.0.10:80/TCP", "nodePort:30080/TCP"). */
-export function frontendsOf(service: Service): { id: string; what: string }[] {
-  const out: { id: string; what: string }[] = [];
+/**
+ * A Service's frontends, each a unique text: "10.96.0.10:80/TCP" for an address (ClusterIP,
+ * externalIP, LoadBalancer IP), "nodePort 30080/TCP" for a NodePort (on every node address).
+ */
+export function frontendsOf(service: Service): string[] {
+  const out: string[] = [];
   const ips = [...service.clusterIPs, ...service.externalIPs, ...service.loadBalancerIPs];
   for (const port of service.ports) {
-    for (const ip of ips) {
-      out.push({
-        id: `${ip}:${port.port}/${port.protocol}`,
-        what: `${ip}:${port.port}/${port.protocol}`,
-      });
-    }
-    if (port.nodePort !== undefined) {
-      out.push({
-        id: `nodePort:${port.nodePort}/${port.protocol}`,
-        what: `nodePort ${port.nodePort}/${port.protocol}`,
-      });
-    }
+    const suffix = `:${port.port}/${port.protocol}`;
+    for (const ip of ips) out.push(ip + suffix);
+    if (port.nodePort !== undefined) out.push(`nodePort ${port.nodePort}/${port.protocol}`);
   }
   return out;
 }
@@ -177,7 +172,7 @@ export function serviceEntryToJson(entry: ServiceEntry): Record<string, unknown>
 
 // ---- one Service ----
 
-const SERVICE_FIELDS = [
+const SERVICE_FIELD_NAMES = [
   "namespace",
   "name",
   "clusterIP",
@@ -190,10 +185,22 @@ const SERVICE_FIELDS = [
   "sessionAffinityConfig",
   "externalTrafficPolicy",
   "internalTrafficPolicy",
-] as const;
+];
+// Sets built once: validation of a 10k-Service snapshot checks ~100k objects' keys.
+const SERVICE_FIELDS: ReadonlySet<string> = new Set(SERVICE_FIELD_NAMES);
+const FLAT_FIELDS: ReadonlySet<string> = new Set([...SERVICE_FIELD_NAMES, "endpoints"]);
+const ENTRY_FIELDS: ReadonlySet<string> = new Set(["service", "endpoints"]);
+const SNAPSHOT_FIELDS: ReadonlySet<string> = new Set(["services"]);
+const PORT_FIELDS: ReadonlySet<string> = new Set([
+  "name",
+  "protocol",
+  "port",
+  "targetPort",
+  "nodePort",
+]);
 
-function parseServiceFields(input: unknown, path: string, extra: readonly string[] = []): Service {
-  const obj = fields(input, path, [...SERVICE_FIELDS, ...extra]);
+function parseServiceFields(input: unknown, path: string, withEndpoints = false): Service {
+  const obj = fields(input, path, withEndpoints ? FLAT_FIELDS : SERVICE_FIELDS);
   const namespace = obj.namespace === undefined
     ? "default"
     : dnsLabel(obj.namespace, join(path, "namespace"));
@@ -278,8 +285,12 @@ function parseAffinityTimeout(
   let at = join(path, "affinityTimeoutSeconds");
   if (obj.sessionAffinityConfig !== undefined) {
     const cfgPath = join(path, "sessionAffinityConfig");
-    const cfg = fields(obj.sessionAffinityConfig, cfgPath, ["clientIP"]);
-    const clientIP = fields(cfg.clientIP ?? {}, join(cfgPath, "clientIP"), ["timeoutSeconds"]);
+    const cfg = fields(obj.sessionAffinityConfig, cfgPath, new Set(["clientIP"]));
+    const clientIP = fields(
+      cfg.clientIP ?? {},
+      join(cfgPath, "clientIP"),
+      new Set(["timeoutSeconds"]),
+    );
     if (clientIP.timeoutSeconds !== undefined) {
       if (value !== undefined && value !== clientIP.timeoutSeconds) {
         fail(cfgPath, "conflicts with affinityTimeoutSeconds (give one of them)");
@@ -336,7 +347,7 @@ function parsePorts(input: unknown, path: string): ServicePort[] {
 }
 
 function parsePort(input: unknown, path: string): ServicePort {
-  const obj = fields(input, path, ["name", "protocol", "port", "targetPort", "nodePort"]);
+  const obj = fields(input, path, PORT_FIELDS);
   const name = obj.name === undefined || obj.name === ""
     ? ""
     : portName(obj.name, join(path, "name"));
@@ -372,7 +383,7 @@ function policy(input: unknown, path: string): TrafficPolicy {
 
 // ---- endpoints ----
 
-const ENDPOINT_FIELDS = [
+const ENDPOINT_FIELDS: ReadonlySet<string> = new Set([
   "ip",
   "node",
   "port",
@@ -381,7 +392,8 @@ const ENDPOINT_FIELDS = [
   "serving",
   "terminating",
   "conditions",
-];
+]);
+const CONDITION_FIELDS: ReadonlySet<string> = new Set(["ready", "serving", "terminating"]);
 
 function parseEndpoints(input: unknown, path: string, service: Service): Endpoint[] {
   if (input === undefined) return [];
@@ -417,8 +429,18 @@ function parseEndpoint(input: unknown, path: string, service: Service): Endpoint
     fail(join(path, "node"), `must be a non-empty node name, got ${describe(obj.node)}`);
   }
   const ports = parseEndpointPorts(obj, path, service);
-  const conditions = parseConditions(obj, path);
-  return { ip, node: obj.node, ...(ports === undefined ? {} : { ports }), ...conditions };
+  const c = parseConditions(obj, path);
+  if (ports === undefined) {
+    return { ip, node: obj.node, ready: c.ready, serving: c.serving, terminating: c.terminating };
+  }
+  return {
+    ip,
+    node: obj.node,
+    ports,
+    ready: c.ready,
+    serving: c.serving,
+    terminating: c.terminating,
+  };
 }
 
 function parseEndpointPorts(
@@ -469,20 +491,14 @@ function parseConditions(
   let at = path;
   if (obj.conditions !== undefined) {
     at = join(path, "conditions");
-    raw = fields(obj.conditions, at, ["ready", "serving", "terminating"]);
+    raw = fields(obj.conditions, at, CONDITION_FIELDS);
     for (const c of ["ready", "serving", "terminating"]) {
       if (obj[c] !== undefined) fail(join(path, c), 'is given both here and in "conditions"');
     }
   }
-  const given = (name: string): boolean | undefined => {
-    const v = raw[name];
-    if (v === undefined) return undefined;
-    if (typeof v !== "boolean") fail(join(at, name), `must be true or false, got ${describe(v)}`);
-    return v;
-  };
-  const terminating = given("terminating") ?? false;
-  const readyIn = given("ready");
-  const serving = given("serving") ?? (terminating ? true : readyIn ?? true);
+  const terminating = condition(raw.terminating, at, "terminating") ?? false;
+  const readyIn = condition(raw.ready, at, "ready");
+  const serving = condition(raw.serving, at, "serving") ?? (terminating ? true : readyIn ?? true);
   const ready = readyIn ?? (serving && !terminating);
   // Kubernetes defines ready = serving && !terminating; anything else is contradictory.
   if (ready && terminating) fail(join(at, "ready"), "cannot be true for a terminating endpoint");
@@ -493,17 +509,26 @@ function parseConditions(
   return { ready, serving, terminating };
 }
 
+function condition(v: unknown, path: string, name: string): boolean | undefined {
+  if (v === undefined || typeof v === "boolean") return v;
+  fail(join(path, name), `must be true or false, got ${describe(v)}`);
+}
+
 // ---- field helpers ----
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function fields(input: unknown, path: string, allowed: readonly string[]): Record<string, unknown> {
+function fields(
+  input: unknown,
+  path: string,
+  allowed: ReadonlySet<string>,
+): Record<string, unknown> {
   if (!isObject(input)) fail(path, `must be an object, got ${describe(input)}`);
-  for (const key of Object.keys(input)) {
-    if (!allowed.includes(key)) {
-      fail(join(path, key), `unknown field (allowed: ${allowed.join(", ")})`);
+  for (const key in input) {
+    if (!allowed.has(key)) {
+      fail(join(path, key), `unknown field (allowed: ${[...allowed].join(", ")})`);
     }
   }
   return input;

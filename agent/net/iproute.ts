@@ -20,16 +20,20 @@ export async function iprouteJson<T>(
 }
 
 /**
- * Runs `<tool> -batch -` with one command per line (without the tool name). Stops at the first
- * failing line and throws CommandError naming it. Empty batches run nothing.
+ * Runs `<tool> -batch -` with one command per line (without the tool name) and throws
+ * CommandError naming the failing lines. By default it stops at the first failure; with
+ * `force` it runs every line (one bad entry must not hold back the others) and throws after.
+ * Empty batches run nothing.
  */
 export async function iprouteBatch(
   tool: IprouteTool,
   lines: readonly string[],
   netns = "",
+  options: { force?: boolean } = {},
 ): Promise<void> {
   if (lines.length === 0) return;
-  await run([tool, "-batch", "-"], { stdin: lines.join("\n") + "\n", ...(netns && { netns }) });
+  const argv = options.force ? [tool, "-force", "-batch", "-"] : [tool, "-batch", "-"];
+  await run(argv, { stdin: lines.join("\n") + "\n", ...(netns && { netns }) });
 }
 
 /** Runs one iproute2 command (argv without the tool name). */

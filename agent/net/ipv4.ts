@@ -10,19 +10,33 @@ export interface Cidr {
   readonly prefix: number;
 }
 
-const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-/** Parses a dotted-quad address; returns undefined when it is not one. */
+/**
+ * Parses a dotted-quad address (four decimal octets 0–255, no leading zeros); returns
+ * undefined when it is not one. A character loop, not a regex: validating a 10k-Service
+ * snapshot parses ~100k addresses, and the regex with its match arrays cost ~1 µs each.
+ */
 export function tryParseIpv4(text: string): number | undefined {
-  const m = DOTTED.exec(text);
-  if (!m) return undefined;
   let value = 0;
-  for (let i = 1; i <= 4; i++) {
-    const octet = Number(m[i]);
-    if (octet > 255 || (m[i].length > 1 && m[i][0] === "0")) return undefined;
-    value = value * 256 + octet;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return undefined; // leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return undefined;
+    } else if (c === 46 && digits > 0 && dots < 3) {
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return undefined;
+    }
   }
-  return value >>> 0;
+  if (dots !== 3 || digits === 0) return undefined;
+  return (value * 256 + octet) >>> 0;
 }
 
 /** Parses a dotted-quad address or throws a TypeError naming the bad text. */

@@ -33,6 +33,7 @@ import {
   type SubnetStore,
   validateLeaseAttrs,
 } from "./subnet_store.ts";
+import { sleep } from "./sleep.ts";
 
 /** Options for {@linkcode createEmbeddedStore}. */
 export interface EmbeddedStoreOptions {
@@ -339,16 +340,4 @@ class EmbeddedStore implements SubnetStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

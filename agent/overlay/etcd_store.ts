@@ -34,6 +34,7 @@ import {
   type SubnetStore,
   validateLeaseAttrs,
 } from "./subnet_store.ts";
+import { sleep } from "./sleep.ts";
 
 /** flannel's default key prefix. */
 export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
@@ -273,16 +274,4 @@ class EtcdStore implements SubnetStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -15,7 +15,7 @@
 import type { Logger } from "../log.ts";
 import { cidrHost, formatCidr, formatIpv4, parseCidr } from "../net/ipv4.ts";
 import { type NetConfig, NetConfigError, netConfigToJson, parseNetConfig } from "./net_config.ts";
-import { desiredEntries, type PeerContext } from "./peer_diff.ts";
+import { desiredEntries, type PeerContext, type PeerEntries } from "./peer_diff.ts";
 import { type PeerSyncReport, syncPeers } from "./peer_apply.ts";
 import { readSubnetEnv, writeSubnetEnv } from "./subnet_env.ts";
 import {
@@ -27,6 +27,7 @@ import {
 } from "./subnet_store.ts";
 import { detectUplink, type Uplink, type UplinkSelector } from "./uplink.ts";
 import { deleteLink, ensureBridge, ensureVxlan } from "./vxlan.ts";
+import { sleep } from "./sleep.ts";
 import { readLink } from "../net/iproute.ts";
 import type { Cidr } from "../net/ipv4.ts";
 
@@ -148,7 +149,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
     vni: config.backend.vni,
     ownSubnet: lease.subnet,
     network: config.network,
-    uplink: { name: uplink.name, cidr: uplink.cidr },
+    uplink: { name: uplink.name, cidr: uplink.cidr, ip: uplink.ip },
     directRouting: config.backend.directRouting,
   });
 
@@ -196,9 +197,12 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   const leases = new Map<string, Lease>();
   const abort = new AbortController();
   let lastSync: PeerSyncReport | undefined;
+  let applied: PeerEntries | undefined;
+  const warned = new Set<string>();
   let running: Promise<PeerSyncReport> | undefined;
   let dirty = false;
   let wantLocal = false;
+  let wantRead = false;
   type Timer = ReturnType<typeof setTimeout>;
   let retryTimer: Timer | undefined;
   let resyncTimer: Timer | undefined;
@@ -206,13 +210,26 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   let closed = false;
 
   async function syncOnce(): Promise<PeerSyncReport> {
+    const full = wantLocal || wantRead;
+    wantRead = false;
     if (wantLocal) {
       wantLocal = false;
       await ensureLocal();
     }
     const { entries, skipped } = desiredEntries(ctx(), [...leases.values()]);
-    for (const s of skipped) log.warn("lease not programmed", { subnet: s.subnet, why: s.reason });
-    const report = await syncPeers(ctx(), entries, netns);
+    for (const s of skipped) {
+      // Said once per lease and reason, not on every sync.
+      const key = `${s.subnet} ${s.reason}`;
+      if (warned.has(key)) continue;
+      warned.add(key);
+      log.warn("lease not programmed", { subnet: s.subnet, why: s.reason });
+    }
+    // A full sync (start, resync, after a failure) reads the kernel; an event-driven one
+    // trusts what the last successful sync left.
+    const known = full ? undefined : applied;
+    applied = undefined;
+    const report = await syncPeers(ctx(), entries, netns, known);
+    applied = entries;
     lastSync = report;
     if (report.operations > 0) {
       log.info("peers converged", {
@@ -224,9 +241,11 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
     return report;
   }
 
-  function requestSync(local = false): Promise<PeerSyncReport> {
+  /** Queues a sync: `local` also converges the devices, `read` re-reads the kernel's peers. */
+  function requestSync(local = false, read = local): Promise<PeerSyncReport> {
     dirty = true;
     wantLocal ||= local;
+    wantRead ||= read;
     if (running) return running.then(() => running ?? requestSync(false));
     running = (async () => {
       let report: PeerSyncReport | undefined;
@@ -239,7 +258,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
             log.error("sync failed; retrying with a full resync", { error });
             wantLocal = true;
             clearTimeout(retryTimer);
-            if (!closed) retryTimer = setTimeout(() => requestSync(true), 1000);
+            if (!closed) retryTimer = setTimeout(() => requestSync(true).catch(() => {}), 1000);
             throw error;
           }
         }
@@ -261,12 +280,10 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
 
   async function renew(): Promise<Lease> {
     try {
-      lease = await store.renewLease(lease);
-      log.debug("lease renewed", { subnet: lease.subnet, expiresAt: lease.expiresAt });
-      scheduleRenew();
-      return lease;
-    } catch (error) {
-      if (error instanceof LeaseLostError) {
+      try {
+        lease = await store.renewLease(lease);
+      } catch (error) {
+        if (!(error instanceof LeaseLostError)) throw error;
         log.error("lease lost; acquiring again", { error });
         const before = lease.subnet;
         lease = await store.acquireLease(attrs, { previousSubnet: before });
@@ -277,10 +294,13 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
             to: lease.subnet,
           });
         }
-        scheduleRenew();
         requestSync(true).catch(() => {});
-        return lease;
       }
+      log.debug("lease renewed", { subnet: lease.subnet, expiresAt: lease.expiresAt });
+      scheduleRenew();
+      return lease;
+    } catch (error) {
+      // The store is unreachable (or re-acquiring failed): retry well before expiry.
       const left = (lease.expiresAt ?? Date.now()) - Date.now();
       const retry = Math.min(60_000, Math.max(500, left / 8));
       log.warn("lease renewal failed; retrying", { error, retryMs: Math.round(retry) });
@@ -316,7 +336,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
       } catch (error) {
         if (abort.signal.aborted) return;
         log.warn("lease watch failed; listing again", { error });
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000, abort.signal);
         try {
           const snap = await store.listLeases();
           leases.clear();
@@ -331,7 +351,7 @@ export async function startOverlay(options: OverlayOptions): Promise<OverlayHand
   // 4. Peers from a list, then changes from its cursor.
   const snapshot = await store.listLeases();
   for (const l of snapshot.leases) leases.set(l.subnet, l);
-  const converged = requestSync();
+  const converged = requestSync(false, true);
   const watching = watchLoop(snapshot.cursor);
   scheduleRenew();
   const resyncMs = options.resyncMs ?? 30_000;

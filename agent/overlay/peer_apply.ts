@@ -64,18 +64,28 @@ export interface PeerSyncReport {
   readonly peers: number;
 }
 
-/** Reads the kernel, diffs against `desired` and applies only the difference. */
+/**
+ * Diffs `desired` against the kernel and applies only the difference. `known` (what the last
+ * successful sync left) skips the reads on event-driven syncs; without it the kernel is read,
+ * as on start and on periodic resyncs that repair changes made under the agent.
+ */
 export async function syncPeers(
   ctx: PeerContext,
   desired: PeerEntries,
   netns = "",
+  known?: PeerEntries,
 ): Promise<PeerSyncReport> {
   const started = performance.now();
-  const actual = await readPeerEntries(ctx, netns);
+  const actual = known ?? await readPeerEntries(ctx, netns);
   const diff = diffEntries(desired, actual);
+  const failures: string[] = [];
   for (const batch of diffToBatches(diff, ctx.device)) {
-    await iprouteBatch(batch.tool, batch.lines, netns);
+    // -force: a line the kernel refuses must not hold back the other peers' entries.
+    await iprouteBatch(batch.tool, batch.lines, netns, { force: true }).catch((error) => {
+      failures.push((error as Error).message);
+    });
   }
+  if (failures.length > 0) throw new Error(`peer sync incomplete: ${failures.join("; ")}`);
   return {
     operations: diffSize(diff),
     durationMs: performance.now() - started,

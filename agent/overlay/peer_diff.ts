@@ -20,7 +20,7 @@ export interface PeerContext {
   readonly ownSubnet: string;
   /** The pod network: routes inside it are ours to manage. */
   readonly network: Cidr;
-  readonly uplink: { readonly name: string; readonly cidr: Cidr };
+  readonly uplink: { readonly name: string; readonly cidr: Cidr; readonly ip: string };
   readonly directRouting: boolean;
 }
 
@@ -79,6 +79,14 @@ export function desiredEntries(
   const sorted = [...leases].sort((a, b) => parseCidr(a.subnet).base - parseCidr(b.subnet).base);
   for (const lease of sorted) {
     if (lease.subnet === ctx.ownSubnet) continue;
+    if (lease.attrs.publicIp === ctx.uplink.ip) {
+      // Another lease naming our own address (a stale one, or a clash): never tunnel to self.
+      skipped.push({
+        subnet: lease.subnet,
+        reason: `its public IP ${lease.attrs.publicIp} is ours`,
+      });
+      continue;
+    }
     if (lease.attrs.vni !== ctx.vni) {
       skipped.push({ subnet: lease.subnet, reason: `VNI ${lease.attrs.vni} is not ours` });
       continue;

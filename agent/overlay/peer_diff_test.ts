@@ -15,7 +15,7 @@ const ctx: PeerContext = {
   vni: 1,
   ownSubnet: "10.244.1.0/24",
   network: parseCidr("10.244.0.0/16"),
-  uplink: { name: "eth0", cidr: parseCidr("192.168.100.0/24") },
+  uplink: { name: "eth0", cidr: parseCidr("192.168.100.0/24"), ip: "192.168.100.11" },
   directRouting: false,
 };
 
@@ -30,6 +30,7 @@ Deno.test("desiredEntries() gives neighbour, FDB and route per remote lease, not
     lease(1),
     lease(2),
     lease(4, "1.2.3.4", 7),
+    lease(5, "192.168.100.11"),
   ]);
   assert.deepEqual(entries, {
     neighs: [
@@ -45,7 +46,10 @@ Deno.test("desiredEntries() gives neighbour, FDB and route per remote lease, not
       { dst: "10.244.3.0/24", via: "10.244.3.0", dev: "flannel.1", onlink: true },
     ],
   });
-  assert.deepEqual(skipped, [{ subnet: "10.244.4.0/24", reason: "VNI 7 is not ours" }]);
+  assert.deepEqual(skipped, [
+    { subnet: "10.244.4.0/24", reason: "VNI 7 is not ours" },
+    { subnet: "10.244.5.0/24", reason: "its public IP 192.168.100.11 is ours" },
+  ]);
 });
 
 Deno.test("desiredEntries() routes directly to same-L2 peers with DirectRouting", () => {

@@ -15,7 +15,7 @@ export async function renderUnit(
   options: { root?: string; deno?: string } = {},
 ): Promise<string> {
   const root = options.root ?? PROJECT_ROOT;
-  const deno = options.deno ?? `${root}/node_modules/.bin/deno`;
+  const deno = options.deno ?? `${root}/node_modules/deno/deno`;
   const template = await Deno.readTextFile(UNIT_TEMPLATE);
   return template.replaceAll("@ROOT@", root).replaceAll("@DENO@", deno);
 }

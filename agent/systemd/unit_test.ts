@@ -32,7 +32,7 @@ Deno.test("the rendered unit passes systemd-analyze verify", async () => {
 
 Deno.test("execStartArgv() gives the agent command line of the unit", async () => {
   const argv = execStartArgv(await renderUnit());
-  assert.equal(argv[0], `${PROJECT_ROOT}/node_modules/.bin/deno`);
+  assert.equal(argv[0], `${PROJECT_ROOT}/node_modules/deno/deno`);
   assert.deepEqual(argv.slice(-3), [
     `${PROJECT_ROOT}/agent/main.ts`,
     "--config",

@@ -1,6 +1,7 @@
 /**
- * FFI map bench: update (single and batch) and lookup rates through BpfMap on a bpftool-created
- * pinned hash map (8-byte key, 16-byte value, like a service frontend). Run alone with
+ * FFI map bench: update (single and batch), lookup and read-all rates through BpfMap on a
+ * bpftool-created pinned hash map (8-byte key, 16-byte value, like a service frontend), side by
+ * side with the same operations from C through libbpf, and their ratios. Run alone with
  * `deno run -A tests/bench/ffi_bench.ts`; `deno task bench` imports benchFfi().
  */
 import { BpfMap } from "../../agent/bpf/bpf_map.ts";
@@ -66,6 +67,7 @@ export async function benchFfi(): Promise<BenchResult[]> {
     });
     const batchDelete = best(ROUNDS, () => map.deleteBatch(keys), () => map.updateBatch(entries));
     const raw = rawUpdate(pin, entries.map(([k, v]) => [encode(Key, k), encode(Value, v)]));
+    const c = await cBaseline(pin);
     return [
       rate("FFI map update, single (hash, 8B key, 16B value)", single),
       rate("FFI map update, single, pre-encoded bytes", raw),
@@ -74,10 +76,35 @@ export async function benchFfi(): Promise<BenchResult[]> {
       rate("FFI map delete, batch", batchDelete),
       rate("FFI map read all, lookup batch", readAll),
       rate("FFI map read all, get_next_key + lookup", iterate),
+      { name: "C libbpf map update, single (same map)", value: c.single, unit: "elements/s" },
+      { name: "C libbpf map lookup, single", value: c.lookup, unit: "elements/s" },
+      { name: "C libbpf map update, batch", value: c.batch, unit: "elements/s" },
+      ratio("FFI/C rate, update single", ENTRIES / single, c.single),
+      ratio("FFI/C rate, lookup single", ENTRIES / lookup, c.lookup),
+      ratio("FFI/C rate, update batch", ENTRIES / batch, c.batch),
     ];
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+function ratio(name: string, ffi: number, c: number): BenchResult {
+  return { name, value: Math.round((ffi / c) * 1000) / 1000, unit: "ratio" };
+}
+
+const BASELINE_SOURCE = new URL("./map_update_baseline.c", import.meta.url).pathname;
+const BASELINE_BINARY = new URL("../../build/bench/map_update_baseline", import.meta.url).pathname;
+
+// The same updates from C (tests/bench/map_update_baseline.c), built on demand into build/.
+async function cBaseline(pin: string): Promise<{ single: number; lookup: number; batch: number }> {
+  const built = await Deno.stat(BASELINE_BINARY).catch(() => undefined);
+  const source = await Deno.stat(BASELINE_SOURCE);
+  if (!built || (built.mtime ?? 0) < (source.mtime ?? 0)) {
+    await Deno.mkdir(BASELINE_BINARY.replace(/\/[^/]*$/, ""), { recursive: true });
+    await run(["clang-19", "-O2", "-Wall", "-o", BASELINE_BINARY, BASELINE_SOURCE, "-lbpf"]);
+  }
+  const out = await run([BASELINE_BINARY, pin, String(ENTRIES), String(ROUNDS)]);
+  return JSON.parse(out.stdout);
 }
 
 function rate(name: string, seconds: number): BenchResult {

@@ -6,9 +6,9 @@
  */
 
 import { run } from "../../agent/net/exec.ts";
-import { writeConflist } from "../../agent/cni/conflist.ts";
 import type { ConflistOptions } from "../../agent/cni/conflist.ts";
-import { installPlugin, linkReferencePlugins } from "../../agent/cni/install.ts";
+import { installPlugin, linkReferencePlugins, PROJECT_ROOT } from "../../agent/cni/install.ts";
+import { setupNodeCni } from "../../agent/cni/node_setup.ts";
 import type { PodDriverOptions } from "../../agent/cni/runtime.ts";
 import { type ExecOutput, execPlugin } from "../../agent/cni/invoke.ts";
 import { listDelegates } from "../../agent/cni/store.ts";
@@ -37,6 +37,13 @@ export interface CniNode extends AsyncDisposable {
   plugin(env: Record<string, string>, stdin: string, type?: string): Promise<ExecOutput>;
   /** What the node holds now: delegate files, IP allocations, links, iptables lines. */
   snapshot(): Promise<NodeSnapshot>;
+  /**
+   * Starts the agent's CNI socket server in the node namespace and reinstalls the shim to use
+   * it (the fast path); stopped on dispose or by the returned function.
+   */
+  startServer(): Promise<() => Promise<void>>;
+  /** The socket path startServer uses. */
+  readonly socket: string;
 }
 
 /** What a node holds: used to prove a request left nothing behind. */
@@ -56,6 +63,12 @@ export interface CniNodeOptions {
   conflist?: ConflistOptions;
   /** Install the shim and the conflist. Default true. */
   install?: boolean;
+  /** On a lab node: the Pod names' prefix after the lab prefix (default "p"). */
+  podPrefix?: string;
+  /** Use this subnet.env (e.g. the overlay's) instead of writing one. */
+  subnetFile?: string;
+  /** Use this existing namespace (a lab node) instead of making one; its prefix names Pods. */
+  onNode?: { readonly name: string; readonly nsPath: string; readonly prefix: string };
 }
 
 /** Deletes every netns whose name starts with `prefix`. */
@@ -73,38 +86,51 @@ export async function deleteNetnsWithPrefix(prefix: string): Promise<void> {
 
 /** Builds the fixture; dispose removes it all. */
 export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNode> {
-  const runId = crypto.randomUUID().replaceAll("-", "").slice(0, 5);
-  const prefix = `sk${runId}`;
-  const nsName = `${prefix}n0`;
+  const runId = options.onNode?.prefix.slice(2) ??
+    crypto.randomUUID().replaceAll("-", "").slice(0, 5);
+  const prefix = options.onNode?.prefix ?? `sk${runId}`;
+  const nsName = options.onNode?.name ?? `${prefix}n0`;
   const root = await Deno.makeTempDir({ prefix: `${prefix}-cni-` });
   const binDir = `${root}/bin`;
-  const subnetFile = `${root}/run/flannel/subnet.env`;
+  const subnetFile = options.subnetFile ?? `${root}/run/flannel/subnet.env`;
   const dataDir = `${root}/var/lib/cni/skiff`;
   const ipamDataDir = `${root}/var/lib/cni/networks`;
   const confFile = `${root}/etc/cni/net.d/10-skiff.conflist`;
   const stateDir = `${root}/var/lib/skiff/pods`;
-  const nsPath = `/run/netns/${nsName}`;
+  const nsPath = options.onNode?.nsPath ?? `/run/netns/${nsName}`;
+  const socket = `${root}/run/skiff/cni.sock`;
+  const servers = new Set<() => Promise<void>>();
   const cleanup = async () => {
-    await deleteNetnsWithPrefix(prefix);
+    for (const stop of servers) await stop();
+    // on a lab node the lab owns the namespaces; only the Pods made here go
+    await deleteNetnsWithPrefix(options.onNode ? `${prefix}${options.podPrefix ?? "p"}` : prefix);
     await Deno.remove(root, { recursive: true }).catch(() => {});
   };
   try {
-    await run(["ip", "netns", "add", nsName]);
-    await run(["ip", "-n", nsName, "link", "set", "lo", "up"]);
+    if (!options.onNode) {
+      await run(["ip", "netns", "add", nsName]);
+      await run(["ip", "-n", nsName, "link", "set", "lo", "up"]);
+    }
     await Deno.mkdir(`${root}/run/flannel`, { recursive: true });
-    await Deno.writeTextFile(
-      subnetFile,
-      formatSubnetEnv({
-        network: options.network ?? "10.244.0.0/16",
-        subnet: options.subnet ?? "10.244.1.1/24",
-        mtu: options.mtu ?? 1450,
-        ipMasq: options.ipMasq ?? true,
-      }),
-    );
-    await linkReferencePlugins(binDir);
+    if (!options.subnetFile) {
+      await Deno.writeTextFile(
+        subnetFile,
+        formatSubnetEnv({
+          network: options.network ?? "10.244.0.0/16",
+          subnet: options.subnet ?? "10.244.1.1/24",
+          mtu: options.mtu ?? 1450,
+          ipMasq: options.ipMasq ?? true,
+        }),
+      );
+    }
     if (options.install ?? true) {
-      await installPlugin(binDir);
-      await writeConflist(confFile, { subnetFile, dataDir, ipamDataDir, ...options.conflist });
+      // the same call the agent makes for a node
+      await setupNodeCni({
+        paths: { binDir, subnetFile, dataDir, ipamDataDir, confFile, podStateDir: stateDir },
+        conflist: options.conflist,
+      });
+    } else {
+      await linkReferencePlugins(binDir);
     }
   } catch (e) {
     await cleanup();
@@ -123,6 +149,42 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
     confFile,
     stateDir,
     driver: { confFile, binDirs: [binDir], stateDir, hostNetns: nsPath },
+    socket,
+    async startServer() {
+      await installPlugin(binDir, { socket });
+      const child = new Deno.Command("nsenter", {
+        args: [
+          `--net=${nsPath}`,
+          "--",
+          `${PROJECT_ROOT}/node_modules/deno/deno`,
+          "run",
+          "-A",
+          "--no-lock",
+          "--no-config",
+          `${PROJECT_ROOT}/cli/cni_server.ts`,
+          socket,
+        ],
+        env: { DENO_DIR: `${PROJECT_ROOT}/build/deno_dir` },
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const stop = async () => {
+        servers.delete(stop);
+        try {
+          child.kill("SIGTERM");
+        } catch { /* exited */ }
+        await child.status;
+      };
+      servers.add(stop);
+      for (let i = 0; i < 200; i++) {
+        try {
+          if ((await Deno.stat(socket)).isSocket) return stop;
+        } catch { /* not yet */ }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await stop();
+      throw new Error(`CNI server did not create ${socket} in 5 s`);
+    },
     async addNetns(suffix: string) {
       const name = `${prefix}${suffix}`;
       await run(["ip", "netns", "add", name]);

@@ -1,5 +1,5 @@
 /**
- * Many Pods on one node through the runtime driver (skiff + portmap chain): 100 concurrent
+ * Many Pods on one node through the runtime driver (skiff via the agent socket + portmap): 100 concurrent
  * ADDs get 100 distinct addresses; DEL of all leaves no address, veth, delegate file or portmap
  * rule; DEL twice and DEL of an unknown container succeed. GC removes stale attachments.
  */
@@ -12,6 +12,8 @@ import { createCniNode } from "./cni_node.ts";
 Deno.test("100 concurrent ADDs get 100 distinct IPs and DEL of all leaves nothing", async () => {
   await using node = await createCniNode({ ipMasq: false });
   const before = await node.snapshot();
+  // through the agent's socket (as on a node with the agent up): 100 requests at once on it
+  await node.startServer();
   const names = Array.from({ length: 100 }, (_, i) => `${node.prefix}c${i}`);
   const records = await Promise.all(names.map((name, i) =>
     addPod(name, node.driver, {

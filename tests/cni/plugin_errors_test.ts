@@ -411,3 +411,34 @@ Deno.test("a delegate option the bridge rejects fails ADD and is undone", async 
     assert.deepEqual(await node.snapshot(), before, JSON.stringify(delegate));
   }
 });
+
+Deno.test("a second ADD of one container is refused (103) and the first stays intact", async () => {
+  await using node = await createCniNode();
+  const netns = await node.addNetns("p0");
+  const env = (command: string) => ({
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: "twice",
+    CNI_NETNS: netns,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: node.binDir,
+  });
+  const conf = JSON.stringify(baseConf(node));
+  const first = await node.plugin(env("ADD"), conf);
+  assert.equal(first.code, 0, first.stdout);
+  const mid = await node.snapshot();
+  const second = await node.plugin(env("ADD"), conf);
+  assertErrorJson("second ADD", second.stdout, 103);
+  assert.deepEqual(await node.snapshot(), mid);
+  const check = await node.plugin(
+    env("CHECK"),
+    JSON.stringify({ ...baseConf(node), prevResult: JSON.parse(first.stdout) }),
+  );
+  assert.equal(check.code, 0, check.stdout);
+  // a corrupt saved delegate does not block DEL: it is rebuilt from subnet.env
+  await Deno.writeTextFile(`${node.dataDir}/twice`, "{torn");
+  const del = await node.plugin(env("DEL"), conf);
+  assert.equal(del.code, 0, del.stdout);
+  const after = await node.snapshot();
+  assert.deepEqual(after.delegates, []);
+  assert.deepEqual(after.allocations, []);
+});

@@ -323,7 +323,12 @@ export class Lab implements AsyncDisposable {
         child.kill("SIGKILL");
       } catch { /* exited */ }
       await child.status.catch(() => {});
-      await Promise.allSettled([child.stdout?.cancel?.(), child.stderr?.cancel?.()]);
+      // Reading .stdout of a child spawned with "null" throws: only cancel piped streams.
+      for (const stream of ["stdout", "stderr"] as const) {
+        try {
+          await child[stream].cancel();
+        } catch { /* not piped, or already consumed */ }
+      }
     }
     await destroyByPrefix(this.prefix);
     await Deno.remove(`${MARKER_DIR}/${this.runId}.json`).catch(() => {});

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createEmbeddedStore } from "../../agent/overlay/embedded_store.ts";
+import { openSubnetStore } from "../../agent/overlay/open_store.ts";
 import { subnetKey } from "../../agent/overlay/subnet_store.ts";
 import { subnetStoreSuite } from "./subnet_store_suite.ts";
 
@@ -75,6 +76,24 @@ Deno.test("embedded store: agents in separate processes never share a subnet", a
     });
     assert.equal(new Set(subnets).size, 6, subnets.join(" "));
     assert.equal((await store.listLeases()).leases.length, 6);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openSubnetStore() opens the configured store and seeds its network config", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "skiff-store-" });
+  try {
+    await assert.rejects(
+      () => openSubnetStore({ type: "embedded", dir }, { network: { Network: "10.1.0.0/16" } }),
+      /"Backend": is missing/,
+    );
+    await assert.rejects(() => Deno.stat(`${dir}/config.json`), Deno.errors.NotFound);
+    const store = await openSubnetStore({ type: "embedded", dir }, {
+      network: { Network: "10.1.0.0/16", Backend: { Type: "vxlan", VNI: 4 } },
+    });
+    assert.equal(store.kind, "embedded");
+    assert.equal((await store.getNetworkConfig()).backend.vni, 4);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

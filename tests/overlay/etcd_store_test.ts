@@ -115,3 +115,16 @@ Deno.test("etcd store: a cursor behind compaction gets a snapshot", async () => 
   }
   assert.equal(subnetKey("10.244.3.0/24"), "10.244.3.0-24");
 });
+
+Deno.test("etcd store: a dead endpoint in the list is skipped", async () => {
+  await using etcd = await startTestEtcd();
+  const dead = await startTestEtcd();
+  const deadEndpoint = dead.endpoint;
+  await dead[Symbol.asyncDispose](); // a port where nothing listens any more
+  const store = createEtcdStore({ endpoints: [deadEndpoint, etcd.endpoint], timeoutMs: 1000 });
+  await store.initNetworkConfig({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } });
+  const lease = await store.acquireLease(nodeAttrs(1));
+  assert.deepEqual((await store.listLeases()).leases.map((l) => l.subnet), [lease.subnet]);
+  const none = createEtcdStore({ endpoints: [deadEndpoint], timeoutMs: 1000 });
+  await assert.rejects(() => none.getNetworkConfig(), /etcd unreachable at http:\/\/127.0.0.1:\d+/);
+});

@@ -155,6 +155,52 @@ Deno.test({
       ];
       await assertAllPing(pods);
       await assertTcpAcrossNodes(lab, pods);
+
+      // A skiff node leaves (agent stopped, lease deleted): flanneld drops its entries.
+      const leaving = overlays.pop()!;
+      await leaving.close();
+      await open().releaseLease(leaving.subnet);
+      await waitUntil("flanneld drops the leaving skiff node", async () => {
+        const t = await peerTables(fl);
+        return !t.routes.includes(leaving.subnet) && !t.fdbs.includes(s3.ip);
+      }, 15_000);
+      const back = await startOverlay({
+        store: open(),
+        netns: s3.nsPath,
+        nodeName: s3.name,
+        uplink: { iface: "eth0" },
+        stateDir: `${tmp}/${s3.name}/state`,
+        subnetEnvPath: `${tmp}/${s3.name}/subnet.env`,
+        log,
+      });
+      overlays.push(back);
+      assert.equal(back.subnet, leaving.subnet);
+      await waitUntil(
+        "flanneld re-adds it",
+        async () => (await peerTables(fl)).routes.includes(back.subnet),
+        15_000,
+      );
+
+      // Migration: flanneld stops and skiff takes over its node, reading flanneld's subnet.env
+      // and keeping its device: same subnet, same MAC, so no peer has anything to change.
+      flanneld.kill("SIGKILL");
+      await flanneld.status;
+      const takeover = await startOverlay({
+        store: open(),
+        netns: fl.nsPath,
+        nodeName: fl.name,
+        uplink: { iface: "eth0" },
+        stateDir: `${tmp}/${fl.name}/state`,
+        subnetEnvPath: flEnv,
+        log,
+      });
+      overlays.push(takeover);
+      await takeover.converged;
+      assert.equal(takeover.subnet, flSubnet);
+      assert.equal(takeover.lease.attrs.vtepMac, flLink.address);
+      const after = JSON.parse((await fl.run(["ip", "-j", "link", "show", "flannel.1"])).stdout)[0];
+      assert.equal(after.ifindex, flLink.ifindex, "flanneld's device was kept, not recreated");
+      await assertAllPing(pods);
     } finally {
       for (const o of overlays) await o.close();
       try {

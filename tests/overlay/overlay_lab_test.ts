@@ -4,13 +4,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { createLab, type Lab, type LabNode } from "../lab/lab.ts";
+import { createLab, type Lab, type LabHost, type LabNode } from "../lab/lab.ts";
 import { createLogger } from "../../agent/log.ts";
 import { createEmbeddedStore } from "../../agent/overlay/embedded_store.ts";
 import { createEtcdStore } from "../../agent/overlay/etcd_store.ts";
 import { NetConfigError } from "../../agent/overlay/net_config.ts";
 import { type OverlayHandle, startOverlay } from "../../agent/overlay/overlay.ts";
-import { parseSubnetEnv } from "../../agent/overlay/subnet_env.ts";
+import { parseSubnetEnv, readSubnetEnv } from "../../agent/overlay/subnet_env.ts";
 import type { SubnetStore } from "../../agent/overlay/subnet_store.ts";
 import { UplinkError } from "../../agent/overlay/uplink.ts";
 import { startTestEtcd } from "./etcd_server.ts";
@@ -168,6 +168,23 @@ async function scenario(t: Deno.TestContext, world: World): Promise<Pod[]> {
     await assertAllPing(pods.filter((p) => p.node !== lab.nodes[2]));
   });
 
+  await t.step("a running agent re-creates its lease when it is deleted under it", async () => {
+    const h2 = world.overlays[1]!;
+    const store = await world.open();
+    await store.releaseLease(h2.subnet);
+    await waitUntil(
+      "lease re-created",
+      async () =>
+        (await store.listLeases()).leases.some((l) =>
+          l.subnet === h2.subnet && l.attrs.vtepMac === h2.lease.attrs.vtepMac
+        ),
+    );
+    await waitUntil(
+      "n1 has n2's route again",
+      async () => (await peerTables(lab.nodes[0])).routes.includes(h2.subnet),
+    );
+  });
+
   await t.step(
     "a node that leaves is removed elsewhere and returns with subnet and MAC",
     async () => {
@@ -280,10 +297,25 @@ Deno.test("bad network configs and a missing uplink are refused with nothing cha
         /uplink interface "nosuch0" is missing/,
         UplinkError as unknown as ErrorConstructor,
       ],
+      // Written into the store by hand (initNetworkConfig would refuse them already).
+      [
+        { raw: { Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: 0 } } },
+        {},
+        /"Backend.VNI": 0 is out of range 1..16777215/,
+        NetConfigError as unknown as ErrorConstructor,
+      ],
+      [
+        { raw: { Network: "10.244.0.0/16", SubnetLen: 16, Backend: { Type: "vxlan" } } },
+        {},
+        /"SubnetLen": \/16 must be longer than the Network prefix \/16/,
+        NetConfigError as unknown as ErrorConstructor,
+      ],
     ];
     for (const [i, [net, uplink, message, type]] of cases.entries()) {
       const store = await createEmbeddedStore({ dir: `${tmp}/store${i}` });
-      await store.initNetworkConfig(net);
+      const raw = (net as { raw?: unknown }).raw;
+      if (raw) await Deno.writeTextFile(`${tmp}/store${i}/config.json`, JSON.stringify(raw));
+      else await store.initNetworkConfig(net);
       await assert.rejects(
         () =>
           startOverlay({
@@ -303,6 +335,232 @@ Deno.test("bad network configs and a missing uplink are refused with nothing cha
       await assert.rejects(() => Deno.stat(`${tmp}/subnet${i}.env`), Deno.errors.NotFound);
     }
   } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("ten agents started at once get ten distinct subnets (both stores)", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using etcd = await startTestEtcd();
+  await using lab = await createLab({ nodes: 1, outside: false });
+  // Nine more hosts on the underlay: ten public IPs, ten agents.
+  const hosts = [lab.nodes[0] as LabHost];
+  for (let i = 2; i <= 10; i++) {
+    const host = await lab.addHost(`h${i}`);
+    await lab.joinUnderlay(host, 20 + i);
+    hosts.push(host);
+  }
+  try {
+    const stores: [string, () => Promise<SubnetStore> | SubnetStore][] = [
+      ["embedded", () => createEmbeddedStore({ dir: `${tmp}/store` })],
+      ["etcd", () => createEtcdStore({ endpoints: [etcd.endpoint] })],
+    ];
+    for (const [kind, open] of stores) {
+      await (await open()).initNetworkConfig({
+        Network: "10.30.0.0/20",
+        SubnetLen: 24,
+        Backend: { Type: "vxlan" },
+      });
+      const handles = await Promise.all(hosts.map(async (host) =>
+        startOverlay({
+          store: await open(),
+          netns: host.nsPath,
+          nodeName: host.name,
+          stateDir: `${tmp}/${kind}/${host.name}`,
+          subnetEnvPath: `${tmp}/${kind}/${host.name}/subnet.env`,
+          log,
+        })
+      ));
+      try {
+        await Promise.all(handles.map((h) => h.converged));
+        const subnets = new Set(handles.map((h) => h.subnet));
+        assert.equal(subnets.size, 10, `${kind}: ${[...subnets].join(" ")}`);
+        const listed = (await (await open()).listLeases()).leases;
+        assert.equal(listed.length, 10);
+        await waitUntil(
+          `${kind}: every agent programs nine peers`,
+          async () =>
+            (await Promise.all(hosts.map((h) => peerTables(h)))).every((t) =>
+              t.routes.length === 9
+            ),
+        );
+      } finally {
+        for (const h of handles) await h.uninstall();
+      }
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("DirectRouting routes same-subnet peers via their public IP, no VXLAN entries", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 2, outside: false });
+  const handles: OverlayHandle[] = [];
+  try {
+    const open = () => createEmbeddedStore({ dir: `${tmp}/store`, pollMs: 100 });
+    await (await open()).initNetworkConfig({
+      Network: "10.244.0.0/16",
+      Backend: { Type: "vxlan", DirectRouting: true },
+    });
+    for (const node of lab.nodes) {
+      handles.push(
+        await startOverlay({
+          store: await open(),
+          netns: node.nsPath,
+          nodeName: node.name,
+          stateDir: `${tmp}/${node.name}`,
+          subnetEnvPath: `${tmp}/${node.name}/subnet.env`,
+          log,
+        }),
+      );
+    }
+    const [n1, n2] = lab.nodes;
+    await waitUntil("direct route on n1", async () => {
+      const routes = JSON.parse(
+        (await n1.run(["ip", "-j", "route", "show", handles[1].subnet])).stdout,
+      );
+      return routes[0]?.gateway === n2.ip && routes[0]?.dev === "eth0";
+    });
+    assert.deepEqual(await peerTables(n1), { routes: [], neighs: [], fdbs: [] });
+    const pods = [
+      ...await addPods(lab, n1, handles[0].subnet, 1),
+      ...await addPods(lab, n2, handles[1].subnet, 1),
+    ];
+    await waitUntil(
+      "direct route on n2",
+      async () =>
+        JSON.parse((await n2.run(["ip", "-j", "route", "show", handles[0].subnet])).stdout)
+          .length === 1,
+    );
+    await assertAllPing(pods);
+  } finally {
+    for (const h of handles) await h.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("the agent renews its lease before it expires", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  const store = await createEmbeddedStore({ dir: `${tmp}/store`, ttlMs: 1500, pollMs: 100 });
+  await store.initNetworkConfig(NET);
+  const h = await startOverlay({
+    store,
+    netns: node.nsPath,
+    nodeName: node.name,
+    stateDir: `${tmp}/state`,
+    subnetEnvPath: `${tmp}/subnet.env`,
+    log,
+  });
+  try {
+    const first = h.lease.expiresAt!;
+    const { cursor } = await store.listLeases();
+    await new Promise((r) => setTimeout(r, 4000)); // well past one TTL
+    assert.ok(h.lease.expiresAt! > first + 2000, "renewed more than once");
+    const { leases } = await store.listLeases();
+    assert.deepEqual(leases.map((l) => l.subnet), [h.subnet]);
+    // Never expired in between: no "removed" event since the start.
+    const ac = new AbortController();
+    const it = store.watchLeases(cursor, ac.signal)[Symbol.asyncIterator]();
+    const next = await Promise.race([
+      it.next(),
+      new Promise((r) => setTimeout(() => r("quiet"), 500)),
+    ]);
+    ac.abort();
+    await it.return?.();
+    assert.equal(next, "quiet", `unexpected events: ${JSON.stringify(next)}`);
+  } finally {
+    await h.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("an incompatible flannel.1 is recreated and a stale cni0 address replaced", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  // Left over from another setup: wrong port, learning on; cni0 with another node's gateway.
+  await node.run([
+    "ip",
+    "link",
+    "add",
+    "flannel.1",
+    "type",
+    "vxlan",
+    "id",
+    "1",
+    "dstport",
+    "4789",
+    "dev",
+    "eth0",
+  ]);
+  await node.run(["ip", "link", "add", "cni0", "type", "bridge"]);
+  await node.run(["ip", "addr", "add", "10.9.9.1/24", "dev", "cni0"]);
+  const store = await createEmbeddedStore({ dir: `${tmp}/store` });
+  await store.initNetworkConfig(NET);
+  const h = await startOverlay({
+    store,
+    netns: node.nsPath,
+    nodeName: node.name,
+    stateDir: `${tmp}/state`,
+    subnetEnvPath: `${tmp}/subnet.env`,
+    log,
+  });
+  try {
+    const link =
+      JSON.parse((await node.run(["ip", "-j", "-d", "link", "show", "flannel.1"])).stdout)[0];
+    assert.equal(link.linkinfo.info_data.port, 8472);
+    assert.equal(link.linkinfo.info_data.learning, false);
+    assert.equal(link.linkinfo.info_data.local, node.ip);
+    const addrs = JSON.parse((await node.run(["ip", "-j", "-4", "addr", "show", "cni0"])).stdout)[0]
+      .addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
+    assert.deepEqual(addrs, [h.subnet.replace(".0/24", ".1/24")]);
+  } finally {
+    await h.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("a lease taken by another node is re-acquired and the node reconfigured", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "skiff-overlay-" });
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  const store = await createEmbeddedStore({ dir: `${tmp}/store`, pollMs: 100 });
+  await store.initNetworkConfig(NET);
+  const h = await startOverlay({
+    store,
+    netns: node.nsPath,
+    nodeName: node.name,
+    stateDir: `${tmp}/state`,
+    subnetEnvPath: `${tmp}/subnet.env`,
+    log,
+  });
+  try {
+    const before = h.subnet;
+    // Another node grabs our subnet while our lease is gone (e.g. it expired during an outage).
+    const other = await createEmbeddedStore({ dir: `${tmp}/store` });
+    await other.releaseLease(before);
+    await other.acquireLease(
+      { publicIp: "192.168.100.99", backendType: "vxlan", vni: 1, vtepMac: "02:00:00:00:00:99" },
+      { previousSubnet: before },
+    );
+    await waitUntil("reconfigured to a new subnet", async () => {
+      const env = await readSubnetEnv(`${tmp}/subnet.env`);
+      return h.subnet !== before && env?.subnet === h.subnet;
+    });
+    await h.syncNow();
+    const addr = (name: string) =>
+      node.run(["ip", "-j", "-4", "addr", "show", name]).then((o) =>
+        JSON.parse(o.stdout)[0].addr_info.map((a: { local: string }) => a.local)
+      );
+    assert.deepEqual(await addr("flannel.1"), [h.subnet.replace("/24", "")]);
+    assert.deepEqual(await addr("cni0"), [h.subnet.replace(".0/24", ".1")]);
+    // The other node's lease (our old subnet) is now a peer.
+    assert.deepEqual((await peerTables(node)).routes, [before]);
+  } finally {
+    await h.close();
     await Deno.remove(tmp, { recursive: true });
   }
 });

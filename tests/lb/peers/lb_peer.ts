@@ -8,6 +8,9 @@
  *   send               a request on it → {tag, ok}
  *   usend              a datagram on one persistent UDP socket → {tag, from, ok}
  *   loop <ms>          fresh TCP connections back to back for ms → {ok, failed}
+ *   bench <ms>         like loop, timing each connect → {ok, failed, rate, p50Us, p99Us,
+ *                      samplesUs}
+ *   keepalive <ms>     requests on one connection for ms → {ok, rate}
  * Every wait has a timeout, so a broken path prints a failure instead of hanging.
  */
 const TIMEOUT_MS = 1500;
@@ -165,6 +168,52 @@ async function client(host: string, port: number): Promise<void> {
             }
           }
           out({ ok, failed });
+        } else if (cmd === "bench") {
+          const samples: number[] = [];
+          let failed = 0;
+          const start = performance.now();
+          const end = start + Number(a);
+          while (performance.now() < end) {
+            const t0 = performance.now();
+            try {
+              const conn = await withTimeout(Deno.connect({ hostname: host, port }));
+              samples.push(performance.now() - t0);
+              try {
+                await conn.write(enc.encode("x\n"));
+                await withTimeout(readLine(conn));
+              } finally {
+                conn.close();
+              }
+            } catch {
+              failed++;
+            }
+          }
+          const secs = (performance.now() - start) / 1000;
+          samples.sort((x, y) => x - y);
+          const pct = (p: number) =>
+            samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+          out({
+            ok: samples.length,
+            failed,
+            rate: samples.length / secs,
+            p50Us: pct(0.5) * 1000,
+            p99Us: pct(0.99) * 1000,
+            samplesUs: samples.map((x) => Math.round(x * 1000)),
+          });
+        } else if (cmd === "keepalive") {
+          const conn = await withTimeout(Deno.connect({ hostname: host, port }));
+          const start = performance.now();
+          let ok = 0;
+          try {
+            while (performance.now() - start < Number(a)) {
+              await conn.write(enc.encode("x\n"));
+              await withTimeout(readLine(conn));
+              ok++;
+            }
+          } finally {
+            conn.close();
+          }
+          out({ ok, rate: ok / ((performance.now() - start) / 1000) });
         } else {
           out({ error: `unknown command ${cmd}` });
         }

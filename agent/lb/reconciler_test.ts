@@ -1,0 +1,238 @@
+/**
+ * LbReconciler against real pinned maps (the tc_lb object loaded with bpftool): stable ids and
+ * no writes across a restart, make-before-break results, Maglev disruption, flow purge.
+ */
+import assert from "node:assert/strict";
+import { loadForTest } from "../../tests/lb/prog_run.ts";
+import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
+import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
+import { LbMaps } from "./lb_maps.ts";
+import { LbReconciler, readLbState, sameData } from "./reconciler.ts";
+
+const NODE = { nodeName: "n1", nodeIPs: ["192.168.100.11"] };
+
+function web(protocol: "TCP" | "UDP" = "TCP", affinity = false): Service {
+  return {
+    namespace: "default",
+    name: "web",
+    clusterIPs: ["10.96.0.10"],
+    externalIPs: [],
+    loadBalancerIPs: [],
+    ports: [{ name: "", protocol, port: 80, targetPort: 8080 }],
+    sessionAffinity: affinity ? "ClientIP" : "None",
+    affinityTimeoutSeconds: 60,
+    externalTrafficPolicy: "Cluster",
+    internalTrafficPolicy: "Cluster",
+  };
+}
+
+function eps(n: number, from = 1): Endpoint[] {
+  return Array.from({ length: n }, (_, i) => ({
+    ip: `10.244.1.${from + i}`,
+    node: "n1",
+    ready: true,
+    serving: true,
+    terminating: false,
+  }));
+}
+
+function snap(service: Service, endpoints: Endpoint[]): ServiceSnapshot {
+  return { services: [{ service, endpoints }] };
+}
+
+Deno.test("a new reconciler over the same maps keeps every id and writes nothing", async () => {
+  await using obj = await loadForTest("tc_lb");
+  const s = snap(web(), eps(5));
+  {
+    using maps = LbMaps.open(obj.maps);
+    const first = new LbReconciler(maps, NODE).sync(s);
+    assert.ok(first.operations > 0);
+  }
+  using maps = LbMaps.open(obj.maps);
+  const before = readLbState(maps);
+  const report = new LbReconciler(maps, NODE).sync(s);
+  assert.equal(report.operations, 0);
+  assert.deepEqual(readLbState(maps), before);
+});
+
+Deno.test("a build with another SKIFF_MAGLEV_M gets tables of that size", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  new LbReconciler(maps, NODE).sync(snap(web(), eps(3)));
+  const table = maps.maglev.get([...maps.revNat.keys()][0])!.backend_id;
+  assert.equal(table.length, 251);
+  assert.equal(new Set(table).size, 3);
+  assert.throws(() => LbMaps.open(obj.maps), /lb_maglev|value/);
+});
+
+Deno.test("Maglev moves at most 1.5/N of the buckets when one of N backends goes", async () => {
+  await using obj = await loadForTest("tc_lb");
+  using maps = LbMaps.open(obj.maps);
+  const r = new LbReconciler(maps, NODE);
+  const n = 10;
+  r.sync(snap(web(), eps(n)));
+  const revNatId = [...maps.revNat.keys()][0];
+  const before = maps.maglev.get(revNatId)!.backend_id;
+  const removedId = [...maps.backends.entries()].find(([, b]) => b.addr === "10.244.1.4")![0];
+  r.sync(snap(web(), eps(n).filter((e) => e.ip !== "10.244.1.4")));
+  const after = maps.maglev.get(revNatId)!.backend_id;
+  let moved = 0;
+  let movedKept = 0;
+  for (let i = 0; i < MAGLEV_M; i++) {
+    if (before[i] !== after[i]) {
+      moved++;
+      if (before[i] !== removedId) movedKept++;
+    }
+  }
+  assert.ok(!after.includes(removedId), "the removed backend is gone from the table");
+  assert.ok(moved / MAGLEV_M <= 1.5 / n, `moved ${moved} of ${MAGLEV_M}`);
+  assert.ok(movedKept / MAGLEV_M <= 0.5 / n, `${movedKept} buckets of kept backends moved`);
+});
+
+Deno.test("removing a backend purges its UDP flows and affinity, keeps its TCP flows", async () => {
+  await using obj = await loadForTest("tc_lb");
+  using maps = LbMaps.open(obj.maps);
+  const r = new LbReconciler(maps, NODE);
+  const both: ServiceSnapshot = {
+    services: [
+      { service: web("UDP", true), endpoints: eps(2) },
+      {
+        service: { ...web("TCP"), name: "web-tcp", clusterIPs: ["10.96.0.11"] },
+        endpoints: eps(2),
+      },
+    ],
+  };
+  r.sync(both);
+  const idOf = (ip: string, proto: number) =>
+    [...maps.backends.entries()].find(([, b]) => b.addr === ip && b.proto === proto)![0];
+  const udpGone = idOf("10.244.1.2", IPPROTO.UDP);
+  const tcpGone = idOf("10.244.1.2", IPPROTO.TCP);
+  const udpKept = idOf("10.244.1.1", IPPROTO.UDP);
+  const revNatUdp = [...maps.revNat.entries()].find(([, v]) => v.proto === IPPROTO.UDP)![0];
+  const flow = (sport: number, proto: number, backend: number) => {
+    const key = {
+      saddr: "192.168.100.250",
+      daddr: "10.96.0.10",
+      sport,
+      dport: 80,
+      proto,
+      dir: Ct.FWD,
+    };
+    maps.ct.set(key, {
+      nat_saddr: "0.0.0.0",
+      nat_daddr: "10.244.1.2",
+      nat_sport: 0,
+      nat_dport: 8080,
+      backend_id: backend,
+      rev_nat_id: 1,
+      state: Ct.OPEN,
+      flags: 0,
+      last_seen: 1n,
+    });
+    return key;
+  };
+  const udpFlow = flow(1000, IPPROTO.UDP, udpGone);
+  const udpOther = flow(1001, IPPROTO.UDP, udpKept);
+  const tcpFlow = flow(1002, IPPROTO.TCP, tcpGone);
+  const aff = (client: bigint, backend: number) => {
+    const key = { client_id: client, rev_nat_id: revNatUdp, kind: 1 };
+    maps.affinity.set(key, { last_used: 1n, backend_id: backend });
+    return key;
+  };
+  const affGone = aff(7n, udpGone);
+  const affKept = aff(8n, udpKept);
+
+  const report = r.sync({
+    services: both.services.map((e) => ({ ...e, endpoints: eps(1) })),
+  });
+  assert.equal(report.purged, 2);
+  assert.equal(maps.ct.get(udpFlow), undefined, "UDP flow of the removed backend is purged");
+  assert.ok(maps.ct.get(udpOther), "other UDP flows stay");
+  assert.ok(maps.ct.get(tcpFlow), "TCP flows of the removed backend finish on their own");
+  assert.equal(maps.affinity.get(affGone), undefined);
+  assert.ok(maps.affinity.get(affKept));
+});
+
+Deno.test("every slot names a live backend and removing the Service removes all its entries", async () => {
+  await using obj = await loadForTest("tc_lb");
+  using maps = LbMaps.open(obj.maps);
+  const r = new LbReconciler(maps, NODE);
+  r.sync(snap(web(), eps(3)));
+  const front = maps.services.get({ vip: "10.96.0.10", dport: 80, proto: 6, slot: 0 })!;
+  assert.equal(front.count, 3);
+  for (let slot = 1; slot <= 3; slot++) {
+    const v = maps.services.get({ vip: "10.96.0.10", dport: 80, proto: 6, slot })!;
+    assert.ok(maps.backends.get(v.backend_id), `slot ${slot} names a live backend`);
+  }
+  const report = r.sync({ services: [] });
+  assert.equal(report.changedServices, 1);
+  assert.equal(maps.services.count() + maps.backends.count() + maps.revNat.count(), 0);
+  assert.equal(maps.maglev.count(), 0);
+});
+
+Deno.test("incremental syncs leave the maps exactly as a full sync from scratch would", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const live = new LbReconciler(maps, NODE);
+  // a small deterministic PRNG, so a failure replays
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const services = new Map<number, { service: Service; endpoints: Endpoint[] }>();
+  const endpoint = (): Endpoint => {
+    const terminating = rnd(5) === 0;
+    return {
+      ip: `10.244.${1 + rnd(2)}.${1 + rnd(12)}`, // few addresses: Services share backends
+      node: rnd(2) ? "n1" : "n2",
+      ready: !terminating,
+      serving: true,
+      terminating,
+    };
+  };
+  const dedupe = (eps: Endpoint[]) => [...new Map(eps.map((e) => [e.ip, e])).values()];
+  for (let step = 0; step < 40; step++) {
+    const i = rnd(8);
+    const action = rnd(4);
+    if (action === 0 || !services.has(i)) {
+      services.set(i, {
+        service: {
+          ...web(rnd(2) ? "TCP" : "UDP", rnd(2) === 0),
+          name: `s${i}`,
+          clusterIPs: [`10.96.0.${i + 1}`],
+          externalTrafficPolicy: rnd(2) ? "Local" : "Cluster",
+          ports: [{
+            name: "",
+            protocol: "TCP",
+            port: 80,
+            targetPort: 8080 + rnd(2),
+            nodePort: rnd(2) ? 30000 + i : undefined,
+          }],
+        },
+        endpoints: dedupe(Array.from({ length: rnd(5) }, endpoint)),
+      });
+    } else if (action === 1) {
+      services.delete(i);
+    } else {
+      const s = services.get(i)!;
+      const eps = [...s.endpoints];
+      if (eps.length && rnd(2)) eps.splice(rnd(eps.length), 1);
+      else eps.push(endpoint());
+      services.set(i, { ...s, endpoints: dedupe(eps) });
+    }
+    const snapshot = { services: [...services.values()] };
+    live.sync(snapshot);
+    const fresh = new LbReconciler(maps, NODE).sync(snapshot);
+    assert.equal(fresh.operations, 0, `step ${step}: the incremental sync left a difference`);
+  }
+});
+
+Deno.test("sameData() compares plain data deeply, ignoring undefined fields", () => {
+  assert.ok(sameData({ a: [1, { b: "x" }], c: undefined }, { a: [1, { b: "x" }] }));
+  assert.ok(!sameData({ a: [1, { b: "x" }] }, { a: [1, { b: "y" }] }));
+  assert.ok(!sameData({ a: [1] }, { a: [1, 2] }));
+  assert.ok(!sameData({ a: 1 }, { a: 1, b: 2 }));
+  assert.ok(!sameData([1], { 0: 1 }));
+  assert.ok(!sameData(null, {}));
+});

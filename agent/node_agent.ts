@@ -1,0 +1,241 @@
+/**
+ * The node agent's parts as daemon components, in the order they converge:
+ * overlay (lease, flannel.<VNI>, peers, cni0, subnet.env) → CNI conflist → Service data plane
+ * (bpf / ipvs / iptables, chosen with a reason) → node rules (masquerade, forward).
+ * Each part is built from the validated config; every kernel change goes through the part's
+ * own module. SIGTERM closes handles only: maps, links, routes and rules stay in place.
+ * @module
+ */
+import type { AgentConfig } from "./config.ts";
+import type { Component } from "./daemon.ts";
+import type { Dataplane, SyncReport } from "./dataplane.ts";
+import type { Logger } from "./log.ts";
+import type { Registry } from "./metrics.ts";
+import { formatCidr } from "./net/ipv4.ts";
+import { createEmbeddedStore } from "./overlay/embedded_store.ts";
+import { createEtcdStore } from "./overlay/etcd_store.ts";
+import { type OverlayHandle, startOverlay } from "./overlay/overlay.ts";
+import type { SubnetStore } from "./overlay/subnet_store.ts";
+import { type ConflistOptions, writeConflist } from "./cni/conflist.ts";
+import { readServiceFile } from "./lb/service_file.ts";
+import { BpfDataplane } from "./lb/bpf_dataplane.ts";
+import { chooseDataplane, type DataplaneChoice } from "./fallback/detect.ts";
+import { createIptablesDataplane } from "./fallback/iptables_dataplane.ts";
+import { createIpvsDataplane } from "./fallback/ipvs_dataplane.ts";
+import { detectIptablesBackend, type IptablesBackend } from "./fallback/iptables_backend.ts";
+import { ensureNodeRules, removeNodeRules } from "./fallback/node_rules.ts";
+
+/** The conflist file name the agent writes in the CNI conf dir. */
+export const CONFLIST_NAME = "10-skiff.conflist";
+
+/** The conflist skiff writes for a config (the agent and `skiff install` write the same). */
+export function conflistOptions(config: AgentConfig): ConflistOptions {
+  return {
+    subnetFile: config.cni.subnetFile,
+    dataDir: config.cni.dataDir,
+    ...(config.cni.ipamDataDir && { ipamDataDir: config.cni.ipamDataDir }),
+    delegate: { hairpinMode: true, isDefaultGateway: true, bridge: config.cni.bridge },
+  };
+}
+
+/** Shared, late-bound facts the components hand to each other and to /statusz. */
+export interface NodeState {
+  store?: SubnetStore;
+  overlay?: OverlayHandle;
+  dataplane?: Dataplane;
+  choice?: DataplaneChoice;
+  iptables?: IptablesBackend;
+  lastServiceSync?: SyncReport & { services: number; at: string };
+}
+
+/** Opens the configured subnet store. */
+export async function openStore(config: AgentConfig, log: Logger): Promise<SubnetStore> {
+  const store = config.store.type === "embedded"
+    ? await createEmbeddedStore({ dir: config.store.dir, log })
+    : createEtcdStore({ endpoints: config.store.endpoints, prefix: config.store.prefix, log });
+  if (config.network) await store.initNetworkConfig(config.network);
+  return store;
+}
+
+function overlayComponent(config: AgentConfig, state: NodeState, log: Logger): Component {
+  return {
+    name: "overlay",
+    async sync() {
+      if (!state.overlay) {
+        state.store ??= await openStore(config, log);
+        state.overlay = await startOverlay({
+          store: state.store,
+          netns: config.netns,
+          nodeName: config.nodeName,
+          uplink: config.uplink,
+          stateDir: `${config.stateDir}/overlay`,
+          subnetEnvPath: config.cni.subnetFile,
+          ipMasq: config.ipMasq,
+          bridge: config.cni.bridge,
+          resyncMs: config.resyncSeconds * 1000,
+          log,
+        });
+        const first = await state.overlay.converged;
+        return { detail: { subnet: state.overlay.subnet, device: state.overlay.device, ...first } };
+      }
+      const report = await state.overlay.syncNow();
+      return { detail: { subnet: state.overlay.subnet, ...report } };
+    },
+    async close() {
+      await state.overlay?.close();
+      await state.store?.close();
+    },
+  };
+}
+
+function cniComponent(config: AgentConfig): Component {
+  const path = `${config.cni.confDir}/${CONFLIST_NAME}`;
+  let written = "";
+  return {
+    name: "cni",
+    async sync() {
+      await Deno.mkdir(config.cni.confDir, { recursive: true });
+      let current = "";
+      try {
+        current = await Deno.readTextFile(path);
+      } catch { /* missing */ }
+      if (current !== "" && current === written) return { operations: 0 };
+      const list = await writeConflist(path, conflistOptions(config));
+      written = await Deno.readTextFile(path);
+      return {
+        operations: current === written ? 0 : 1,
+        detail: { conflist: path, name: list.name },
+      };
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+async function makeDataplane(
+  config: AgentConfig,
+  state: NodeState,
+  log: Logger,
+): Promise<Dataplane> {
+  const overlay = state.overlay!;
+  const choice = await chooseDataplane(config.dataplane);
+  state.choice = choice;
+  log.info("data plane chosen", { kind: choice.kind, reason: choice.reason });
+  const clusterCidr = formatCidr(overlay.config.network);
+  const nodeIPs = [overlay.uplink.ip];
+  switch (choice.kind) {
+    case "bpf":
+      return await BpfDataplane.install({
+        pinDir: config.pinDir,
+        cgroup: config.cgroupPath,
+        devices: [overlay.uplink.name],
+        netns: config.netns || undefined,
+        nodeName: config.nodeName,
+        nodeIPs,
+      });
+    case "ipvs":
+      return await createIpvsDataplane({
+        netns: config.netns || undefined,
+        nodeName: config.nodeName,
+        nodeAddresses: nodeIPs,
+        clusterCidr,
+      });
+    case "iptables":
+      return await createIptablesDataplane({
+        netns: config.netns || undefined,
+        nodeName: config.nodeName,
+        clusterCidr,
+        nodePortAddresses: nodeIPs,
+      });
+  }
+}
+
+function servicesComponent(config: AgentConfig, state: NodeState, log: Logger): Component {
+  let watcher: Deno.FsWatcher | undefined;
+  return {
+    name: "services",
+    async sync() {
+      state.dataplane ??= await makeDataplane(config, state, log);
+      const snapshot = await readServiceFile(config.servicesFile);
+      const report = await state.dataplane.sync(snapshot);
+      state.lastServiceSync = {
+        ...report,
+        services: snapshot.services.length,
+        at: new Date().toISOString(),
+      };
+      return {
+        operations: report.operations,
+        detail: { dataplane: state.dataplane.kind, services: snapshot.services.length },
+      };
+    },
+    watch(trigger) {
+      const dir = config.servicesFile.slice(0, config.servicesFile.lastIndexOf("/")) || "/";
+      const name = config.servicesFile.slice(config.servicesFile.lastIndexOf("/") + 1);
+      try {
+        Deno.mkdirSync(dir, { recursive: true });
+        watcher = Deno.watchFs(dir, { recursive: false });
+      } catch (error) {
+        log.warn("cannot watch the services file; relying on resync", { error });
+        return;
+      }
+      (async () => {
+        for await (const event of watcher!) {
+          if (event.paths.some((p) => p.endsWith(`/${name}`))) trigger();
+        }
+      })().catch(() => {});
+    },
+    async close() {
+      watcher?.close();
+      await state.dataplane?.close();
+    },
+  };
+}
+
+function nodeRulesComponent(config: AgentConfig, state: NodeState): Component {
+  return {
+    name: "node-rules",
+    async sync() {
+      const overlay = state.overlay;
+      if (!overlay) throw new Error("waiting for the overlay lease");
+      state.iptables ??= await detectIptablesBackend({ netns: config.netns || undefined });
+      if (!config.ipMasq) {
+        const removed = await removeNodeRules(state.iptables);
+        return { operations: removed };
+      }
+      const result = await ensureNodeRules(state.iptables, {
+        clusterCidr: formatCidr(overlay.config.network),
+        podCidr: overlay.subnet,
+      });
+      return { operations: result.operations, detail: { iptables: state.iptables.mode } };
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** The components of a node agent, in convergence order, sharing `state`. */
+export function nodeComponents(
+  config: AgentConfig,
+  state: NodeState,
+  log: Logger,
+): Component[] {
+  return [
+    overlayComponent(config, state, log.with({ component: "overlay" })),
+    cniComponent(config),
+    servicesComponent(config, state, log.with({ component: "services" })),
+    nodeRulesComponent(config, state),
+  ];
+}
+
+/** Gauges read at scrape time from the node state. */
+export function registerNodeMetrics(registry: Registry, state: NodeState): void {
+  const services = registry.gauge("skiff_services", "Services in the desired state");
+  const leases = registry.gauge("skiff_leases", "Subnet leases known to the overlay");
+  const info = registry.gauge("skiff_dataplane_info", "The Service data plane in use (1)");
+  registry.onScrape(async () => {
+    if (state.lastServiceSync) services.set({}, state.lastServiceSync.services);
+    if (state.choice) {
+      info.reset();
+      info.set({ kind: state.choice.kind }, 1);
+    }
+    if (state.store) leases.set({}, (await state.store.listLeases()).leases.length);
+  });
+}

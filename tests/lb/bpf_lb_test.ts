@@ -1,0 +1,95 @@
+/**
+ * eBPF-only Service behaviour in the lab: an agent process SIGKILLed during a connection loop
+ * and restarted: no connection fails and the restart writes nothing to the maps.
+ */
+import assert from "node:assert/strict";
+import { BpfDataplane, type BpfDataplaneOptions } from "../../agent/lb/bpf_dataplane.ts";
+import type { ServiceSnapshot } from "../../agent/lb/model.ts";
+import { createServiceWorld, service, WEB_PORTS } from "./service_world.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const DENO = `${ROOT}node_modules/.bin/deno`;
+const FIXTURE = `${ROOT}tests/lb/lb_agent_fixture.ts`;
+
+function startAgent(options: BpfDataplaneOptions, snapshotFile: string) {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", "--no-check", FIXTURE, JSON.stringify(options), snapshotFile],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const report = (async () => {
+    let text = "";
+    const deadline = Date.now() + 20_000;
+    while (!text.includes("\n") && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    if (!text.includes("\n")) {
+      throw new Error(
+        `agent printed no report: ${new TextDecoder().decode((await child.output()).stderr)}`,
+      );
+    }
+    return JSON.parse(text.split("\n")[0]) as { operations: number };
+  })();
+  return { child, report, reader };
+}
+
+Deno.test({
+  name:
+    "bpf: SIGKILL of the agent during a connection loop: no failures, the restart writes nothing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    let options!: BpfDataplaneOptions;
+    await using world = await createServiceWorld((_lab, node) => {
+      options = {
+        pinDir: node.pinDir,
+        cgroup: node.cgroup,
+        devices: [node.uplink],
+        netns: node.nsPath,
+        nodeName: node.name,
+        nodeIPs: [node.ip],
+      };
+      return BpfDataplane.install(options);
+    });
+    const snapshot: ServiceSnapshot = {
+      services: [{
+        service: service("web", { clusterIPs: ["10.96.0.10"], ports: WEB_PORTS }),
+        endpoints: world.endpoints("b1", "b2", "b3"),
+      }],
+    };
+    const file = await Deno.makeTempFile({ prefix: "sklbsnap", suffix: ".json" });
+    try {
+      await Deno.writeTextFile(file, JSON.stringify(snapshot));
+      const first = startAgent(options, file);
+      const firstReport = await first.report;
+      assert.ok(firstReport.operations > 0, "the first agent writes the Service");
+
+      const client = world.startClient(world.client, "10.96.0.10", 80, true);
+      await client.send("loop 4000");
+      await new Promise((r) => setTimeout(r, 800));
+      first.child.kill("SIGKILL");
+      await first.child.status;
+      await first.reader.cancel().catch(() => {});
+      await first.child.stderr.cancel().catch(() => {});
+
+      const second = startAgent(options, file);
+      try {
+        const secondReport = await second.report;
+        assert.equal(secondReport.operations, 0, "the restart rewrote map entries");
+      } finally {
+        second.child.kill("SIGKILL");
+        await second.child.status;
+        await second.reader.cancel().catch(() => {});
+        await second.child.stderr.cancel().catch(() => {});
+      }
+      const loop = await client.next<{ ok: number; failed: number }>(20_000);
+      assert.equal(loop.failed, 0, "connections failed around the restart");
+      assert.ok(loop.ok > 10, `only ${loop.ok} connections in the loop`);
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
