@@ -40,6 +40,11 @@ export interface IptablesDataplaneOptions extends ServiceRulesContext {
   readonly netns?: string;
   /** A backend to use instead of detecting legacy vs nft. */
   readonly backend?: IptablesBackend;
+  /**
+   * Re-read the kernel at most this often (seconds; default 60), so a chain flushed or edited
+   * from outside is repaired by the next sync after that. 0 reads it on every sync.
+   */
+  readonly verifyIntervalSeconds?: number;
 }
 
 interface CachedService {
@@ -64,7 +69,7 @@ export async function createIptablesDataplane(
   options: IptablesDataplaneOptions,
 ): Promise<IptablesDataplane> {
   const backend = options.backend ?? await detectIptablesBackend({ netns: options.netns });
-  return new IptablesDataplane(backend, options);
+  return new IptablesDataplane(backend, options, options.verifyIntervalSeconds);
 }
 
 /** kube-proxy-style iptables Service data plane for one namespace. */
@@ -74,7 +79,16 @@ export class IptablesDataplane implements Dataplane {
   #cache = new Map<string, CachedService>();
   #udp = new Map<string, UdpFrontend>();
 
-  constructor(readonly backend: IptablesBackend, readonly context: ServiceRulesContext) {}
+  #verifiedAt = 0;
+  readonly #verifyMs: number;
+
+  constructor(
+    readonly backend: IptablesBackend,
+    readonly context: ServiceRulesContext,
+    verifyIntervalSeconds = 60,
+  ) {
+    this.#verifyMs = verifyIntervalSeconds * 1000;
+  }
 
   /** Why this iptables flavour (for `skiff status`). */
   get reason(): string {
@@ -101,7 +115,9 @@ export class IptablesDataplane implements Dataplane {
     checkSnapshot(snapshot);
     const extra = new Map<Table, string[]>();
     let applied = this.#applied;
+    if (performance.now() - this.#verifiedAt >= this.#verifyMs) applied = undefined;
     if (applied === undefined) {
+      this.#verifiedAt = performance.now();
       const saved = await this.backend.save(["nat", "filter"]);
       applied = new Map();
       for (const table of ["nat", "filter"] as const) {

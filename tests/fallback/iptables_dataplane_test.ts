@@ -285,6 +285,13 @@ Deno.test("iptables: syncs are incremental, restart-safe, repair outside edits a
     after.split("\n").filter((l) => l.startsWith("-A")).sort().join("\n"),
   );
 
+  // With a verify interval of 0 every sync reads the kernel: repaired without refresh().
+  const eager = new IptablesDataplane(backend, context, 0);
+  assert.equal((await eager.sync(oneMore)).operations, 0);
+  await node.run(["iptables-legacy", "-t", "nat", "-F", svcChain]);
+  assert.ok((await eager.sync(oneMore)).operations > 0);
+  assert.equal((await eager.sync(oneMore)).operations, 0);
+
   // Removing Services deletes their chains.
   await restarted.sync(many(3, 3));
   const fewer = (await node.run(["iptables-legacy-save", "-t", "nat"])).stdout;
