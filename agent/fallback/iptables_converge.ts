@@ -99,7 +99,48 @@ export function planRemove(
   return { table, write: [], extra, remove };
 }
 
-/** Removes the chains `names` selects from the given tables, with every jump into them. */
+/** Chains per restore when removing many chains on iptables-nft. */
+const REMOVE_BATCH = 1000;
+
+/**
+ * Pure: an order in which chains can be deleted one batch at a time: every chain after all
+ * the (removed) chains that jump to it (Kahn's algorithm on the saved rules).
+ */
+export function removalOrder(
+  saved: SavedTables,
+  table: Table,
+  remove: readonly string[],
+): string[] {
+  const chains = savedChains(saved, table);
+  const removing = new Set(remove);
+  const targets = new Map<string, string[]>();
+  const referrers = new Map<string, number>(remove.map((name) => [name, 0]));
+  for (const name of remove) {
+    const out = (chains.get(name) ?? [])
+      .map((spec) => /(?:^| )-[jg] (\S+)/.exec(spec)?.[1])
+      .filter((t): t is string => t !== undefined && removing.has(t) && t !== name);
+    targets.set(name, out);
+    for (const t of out) referrers.set(t, referrers.get(t)! + 1);
+  }
+  const ready = remove.filter((name) => referrers.get(name) === 0);
+  const order: string[] = [];
+  while (ready.length > 0) {
+    const name = ready.pop()!;
+    order.push(name);
+    for (const t of targets.get(name)!) {
+      const left = referrers.get(t)! - 1;
+      referrers.set(t, left);
+      if (left === 0) ready.push(t);
+    }
+  }
+  return order;
+}
+
+/**
+ * Removes the chains `names` selects from the given tables, with every jump into them. On
+ * iptables-nft, whose restore is quadratic in one transaction, many chains go in batches:
+ * first every reference from other chains, then the chains in removal order.
+ */
 export async function removeChains(
   backend: IptablesBackend,
   tables: readonly Table[],
@@ -107,7 +148,21 @@ export async function removeChains(
 ): Promise<number> {
   const saved = await backend.save(tables);
   const edits = tables.map((t) => planRemove(saved, t, names));
-  const text = renderRestore(edits);
-  await backend.restore(text);
-  return edits.reduce((n, e) => n + (e.remove?.length ?? 0), 0);
+  const total = edits.reduce((n, e) => n + (e.remove?.length ?? 0), 0);
+  if (backend.mode !== "nft" || total <= REMOVE_BATCH) {
+    await backend.restore(renderRestore(edits));
+    return total;
+  }
+  await backend.restore(renderRestore(edits.map((e) => ({ ...e, remove: [] }))));
+  for (const edit of edits) {
+    const order = removalOrder(saved, edit.table, edit.remove ?? []);
+    for (let i = 0; i < order.length; i += REMOVE_BATCH) {
+      await backend.restore(renderRestore([{
+        table: edit.table,
+        write: [],
+        remove: order.slice(i, i + REMOVE_BATCH),
+      }]));
+    }
+  }
+  return total;
 }

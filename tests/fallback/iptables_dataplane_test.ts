@@ -320,7 +320,7 @@ Deno.test("iptables: syncs are incremental, restart-safe, repair outside edits a
   assert.doesNotMatch((await node.run(["iptables-legacy-save"])).stdout, /SKIFF/);
 });
 
-Deno.test("iptables (nft): a large first sync is staged in batches and reads back identically", async () => {
+Deno.test("iptables (nft): a large first sync is staged in batches, reads back identically, uninstalls in batches", async () => {
   await using lab = await createLab({ nodes: 1, outside: false });
   const node = lab.nodes[0];
   const backend = makeBackend("nft", "test", node.nsPath);
@@ -341,4 +341,7 @@ Deno.test("iptables (nft): a large first sync is staged in batches and reads bac
   assert.equal(saved.split("\n").filter((l) => /^:SKIFF-SEP-/.test(l)).length, 800);
   const restarted = await new IptablesDataplane(backend, context).sync(snapshot);
   assert.equal(restarted.operations, 0, "the staged chains read back exactly as desired");
+  // More than 1000 chains: removed in batches, references first, then in removal order.
+  await new IptablesDataplane(backend, context).uninstall();
+  assert.doesNotMatch((await node.run(["iptables-nft-save"])).stdout, /SKIFF/);
 });
