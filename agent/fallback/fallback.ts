@@ -11,7 +11,14 @@ import { detectIptablesBackend, type IptablesBackend, makeBackend } from "./ipta
 import { createIptablesDataplane, IptablesDataplane } from "./iptables_dataplane.ts";
 import { isServiceChain } from "./iptables_rules.ts";
 import { createIpvsDataplane } from "./ipvs_dataplane.ts";
-import { IPSETS, IPVS_DEVICE } from "./ipvs_plan.ts";
+import {
+  IPSETS,
+  IPVS_DEVICE,
+  isOurVirtualServer,
+  parseAddresses,
+  parseIpsetSave,
+  parseIpvsadmSave,
+} from "./ipvs_plan.ts";
 import { ensureNodeRules, type NodeRulesConfig, removeNodeRules } from "./node_rules.ts";
 
 /** The daemon's component shape (agent/daemon.ts), restated to keep this module standalone. */
@@ -94,13 +101,15 @@ export async function uninstallFallback(options: FallbackOptions = {}): Promise<
     netns,
     allowFailure: true,
   });
-  if (device.code === 0 && (await probeIpvs()).ok) {
-    const addresses = new Set([...device.stdout.matchAll(/inet (\S+)\//g)].map((m) => m[1]));
-    const saved = await run(["ipvsadm", "-Sn"], { netns });
-    const lines = saved.stdout.split("\n").filter((l) => l.startsWith("-A "))
-      .map((l) => l.split(/\s+/).slice(1, 3))
-      .filter(([, addr]) => addresses.has(addr.split(":")[0]))
-      .map(([flag, addr]) => `-D ${flag} ${addr}`);
+  if ((await probeIpvs()).ok) {
+    const addresses = parseAddresses(device.code === 0 ? device.stdout : "");
+    const sets = parseIpsetSave(
+      (await run(["ipset", "save"], { netns, allowFailure: true })).stdout,
+    );
+    const servers = parseIpvsadmSave((await run(["ipvsadm", "-Sn"], { netns })).stdout);
+    const lines = [...servers.keys()]
+      .filter((key) => isOurVirtualServer(key, addresses, sets))
+      .map((key) => `-D ${key}`);
     if (lines.length > 0) await run(["ipvsadm", "-R"], { netns, stdin: lines.join("\n") + "\n" });
     ipvsServersRemoved = lines.length;
   }
