@@ -6,7 +6,9 @@
  * @module
  */
 import type { IptablesBackend } from "./iptables_backend.ts";
+import { run } from "../net/exec.ts";
 import {
+  checkChainName,
   type Jump,
   type OwnedChain,
   renderRestore,
@@ -99,47 +101,30 @@ export function planRemove(
   return { table, write: [], extra, remove };
 }
 
-/** Chains per restore when removing many chains on iptables-nft. */
-const REMOVE_BATCH = 1000;
+/** Above this many chains, iptables-nft removals go through `nft -f` (see removeChains). */
+export const NFT_BULK_CHAINS = 1000;
 
 /**
- * Pure: an order in which chains can be deleted one batch at a time: every chain after all
- * the (removed) chains that jump to it (Kahn's algorithm on the saved rules).
+ * Deletes (flushes, then deletes) chains of an iptables-nft table with one `nft -f`
+ * transaction. The chains must no longer be jumped to from outside the set. iptables-nft-restore
+ * 1.8.9 is quadratic in one transaction (30k chains: minutes); nft does 6k chains in 0.2 s.
  */
-export function removalOrder(
-  saved: SavedTables,
+export async function nftDeleteChains(
+  backend: IptablesBackend,
   table: Table,
-  remove: readonly string[],
-): string[] {
-  const chains = savedChains(saved, table);
-  const removing = new Set(remove);
-  const targets = new Map<string, string[]>();
-  const referrers = new Map<string, number>(remove.map((name) => [name, 0]));
-  for (const name of remove) {
-    const out = (chains.get(name) ?? [])
-      .map((spec) => /(?:^| )-[jg] (\S+)/.exec(spec)?.[1])
-      .filter((t): t is string => t !== undefined && removing.has(t) && t !== name);
-    targets.set(name, out);
-    for (const t of out) referrers.set(t, referrers.get(t)! + 1);
-  }
-  const ready = remove.filter((name) => referrers.get(name) === 0);
-  const order: string[] = [];
-  while (ready.length > 0) {
-    const name = ready.pop()!;
-    order.push(name);
-    for (const t of targets.get(name)!) {
-      const left = referrers.get(t)! - 1;
-      referrers.set(t, left);
-      if (left === 0) ready.push(t);
-    }
-  }
-  return order;
+  names: readonly string[],
+): Promise<void> {
+  if (names.length === 0) return;
+  const script = [
+    ...names.map((name) => `flush chain ip ${table} ${checkChainName(name)}`),
+    ...names.map((name) => `delete chain ip ${table} ${name}`),
+  ].join("\n") + "\n";
+  await run(["nft", "-f", "-"], { netns: backend.netns, stdin: script });
 }
 
 /**
  * Removes the chains `names` selects from the given tables, with every jump into them. On
- * iptables-nft, whose restore is quadratic in one transaction, many chains go in batches:
- * first every reference from other chains, then the chains in removal order.
+ * iptables-nft with many chains, the references go in one restore and the chains in one `nft -f`.
  */
 export async function removeChains(
   backend: IptablesBackend,
@@ -149,20 +134,11 @@ export async function removeChains(
   const saved = await backend.save(tables);
   const edits = tables.map((t) => planRemove(saved, t, names));
   const total = edits.reduce((n, e) => n + (e.remove?.length ?? 0), 0);
-  if (backend.mode !== "nft" || total <= REMOVE_BATCH) {
+  if (backend.mode !== "nft" || total <= NFT_BULK_CHAINS) {
     await backend.restore(renderRestore(edits));
     return total;
   }
   await backend.restore(renderRestore(edits.map((e) => ({ ...e, remove: [] }))));
-  for (const edit of edits) {
-    const order = removalOrder(saved, edit.table, edit.remove ?? []);
-    for (let i = 0; i < order.length; i += REMOVE_BATCH) {
-      await backend.restore(renderRestore([{
-        table: edit.table,
-        write: [],
-        remove: order.slice(i, i + REMOVE_BATCH),
-      }]));
-    }
-  }
+  for (const edit of edits) await nftDeleteChains(backend, edit.table, edit.remove ?? []);
   return total;
 }

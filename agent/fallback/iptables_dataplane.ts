@@ -13,7 +13,12 @@ import type { Dataplane, SyncReport } from "../dataplane.ts";
 import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "../lb/model.ts";
 import { run } from "../net/exec.ts";
 import { detectIptablesBackend, type IptablesBackend } from "./iptables_backend.ts";
-import { planConverge, removeChains } from "./iptables_converge.ts";
+import {
+  NFT_BULK_CHAINS,
+  nftDeleteChains,
+  planConverge,
+  removeChains,
+} from "./iptables_converge.ts";
 import {
   baseChains,
   dispatchChains,
@@ -172,10 +177,13 @@ export class IptablesDataplane implements Dataplane {
       editOf(table).remove.push(name);
       removed.push(key);
     }
+    // Many removals on nft: the restore only drops the references (dispatch rewritten), then
+    // one `nft -f` deletes the now unreachable chains (see nftDeleteChains).
+    const bulk = this.backend.mode === "nft" && removed.length > NFT_BULK_CHAINS;
     const tableEdits: TableEdit[] = (["nat", "filter"] as const).map((table) => ({
       table,
       write: editOf(table).write,
-      remove: editOf(table).remove,
+      remove: bulk ? [] : editOf(table).remove,
       extra: [
         ...editOf(table).write.flatMap((c) =>
           desired.get(chainKey(table, c.name))!.map((spec) => `-A ${c.name} ${spec}`)
@@ -185,17 +193,24 @@ export class IptablesDataplane implements Dataplane {
     }));
     const text = renderRestore(tableEdits);
     await this.backend.restore(text);
+    if (bulk) {
+      for (const table of ["nat", "filter"] as const) {
+        await nftDeleteChains(this.backend, table, editOf(table).remove);
+      }
+      operations += removed.length;
+    }
 
     for (const key of removed) applied.delete(key);
     for (const key of written) applied.set(key, desired.get(key)!);
     this.#applied = applied;
     this.#cache = cache;
     const conntrackOps = await this.#clearStaleUdp(cache);
+    operations += (text === "" ? 0 : text.trimEnd().split("\n").length) + conntrackOps;
     return {
       durationMs: performance.now() - started,
-      operations: operations + (text === "" ? 0 : text.trimEnd().split("\n").length) +
-        conntrackOps,
-      changedServices,
+      operations,
+      // A restarted instance has no cache: nothing written means nothing changed.
+      changedServices: operations === 0 ? 0 : changedServices,
     };
   }
 

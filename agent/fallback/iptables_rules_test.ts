@@ -201,29 +201,3 @@ Deno.test("generateServiceRules() refuses malformed snapshots naming the field",
     /services\[1\] \(ns\/other\)\.ports\[0\]\.nodePort: TCP\/30001 is already used by ns\/web/,
   );
 });
-
-Deno.test("removalOrder() deletes every chain after the chains that jump to it", async () => {
-  const { removalOrder } = await import("./iptables_converge.ts");
-  const { parseSave } = await import("./iptables_text.ts");
-  const saved = parseSave([
-    "*nat",
-    ":PREROUTING ACCEPT [0:0]",
-    ":SKIFF-SERVICES - [0:0]",
-    ":SKIFF-SVC-A - [0:0]",
-    ":SKIFF-SEP-A - [0:0]",
-    ":SKIFF-MARK-MASQ - [0:0]",
-    "-A PREROUTING -j SKIFF-SERVICES",
-    "-A SKIFF-SEP-A -j SKIFF-MARK-MASQ",
-    "-A SKIFF-SVC-A -j SKIFF-SEP-A",
-    "-A SKIFF-SVC-A -j SKIFF-MARK-MASQ",
-    "-A SKIFF-SERVICES -j SKIFF-SVC-A",
-    "COMMIT",
-  ].join("\n"));
-  const order = removalOrder(saved, "nat", [
-    "SKIFF-MARK-MASQ",
-    "SKIFF-SEP-A",
-    "SKIFF-SVC-A",
-    "SKIFF-SERVICES",
-  ]);
-  assert.deepEqual(order, ["SKIFF-SERVICES", "SKIFF-SVC-A", "SKIFF-SEP-A", "SKIFF-MARK-MASQ"]);
-});

@@ -320,7 +320,7 @@ Deno.test("iptables: syncs are incremental, restart-safe, repair outside edits a
   assert.doesNotMatch((await node.run(["iptables-legacy-save"])).stdout, /SKIFF/);
 });
 
-Deno.test("iptables (nft): a large first sync is staged in batches, reads back identically, uninstalls in batches", async () => {
+Deno.test("iptables (nft): a large first sync is staged in batches, reads back identically, shrinks and uninstalls in bulk", async () => {
   await using lab = await createLab({ nodes: 1, outside: false });
   const node = lab.nodes[0];
   const backend = makeBackend("nft", "test", node.nsPath);
@@ -335,13 +335,22 @@ Deno.test("iptables (nft): a large first sync is staged in batches, reads back i
       endpoints: [endpoint(`10.244.5.${i & 255}`, "x"), endpoint(`10.244.6.${i & 255}`, "x")],
     })),
   };
-  const first = await new IptablesDataplane(backend, context).sync(snapshot);
+  const plane = new IptablesDataplane(backend, context);
+  const first = await plane.sync(snapshot);
   assert.equal(first.changedServices, 400);
   const saved = (await node.run(["iptables-nft-save", "-t", "nat"])).stdout;
   assert.equal(saved.split("\n").filter((l) => /^:SKIFF-SEP-/.test(l)).length, 800);
   const restarted = await new IptablesDataplane(backend, context).sync(snapshot);
   assert.equal(restarted.operations, 0, "the staged chains read back exactly as desired");
-  // More than 1000 chains: removed in batches, references first, then in removal order.
+  // Dropping most Services: more than 1000 chains go through one `nft -f`.
+  const few = { services: snapshot.services.slice(0, 10) };
+  const shrink = await plane.sync(few);
+  assert.equal(shrink.changedServices, 390);
+  const left = (await node.run(["iptables-nft-save", "-t", "nat"])).stdout;
+  assert.equal(left.split("\n").filter((l) => /^:SKIFF-SEP-/.test(l)).length, 20);
+  assert.equal((await new IptablesDataplane(backend, context).sync(few)).operations, 0);
+  await new IptablesDataplane(backend, context).sync(snapshot);
+  // More than 1000 chains uninstalled: references in one restore, chains in one `nft -f`.
   await new IptablesDataplane(backend, context).uninstall();
   assert.doesNotMatch((await node.run(["iptables-nft-save"])).stdout, /SKIFF/);
 });
