@@ -6,7 +6,10 @@
  *
  * How it works: the first sync (and the first after refresh()) reads our chains from the
  * kernel with -save, so a restart is a normal sync and nothing is flushed; later syncs diff
- * against what this object last wrote. Unchanged Services are not even re-rendered.
+ * against what this object last wrote, re-reading the kernel every `verifyIntervalSeconds` so
+ * outside edits are repaired. Unchanged Services are not even re-rendered. On iptables-nft,
+ * whose restore is quadratic per transaction, many new chains are staged in batches before the
+ * atomic dispatch restore, and many removed chains are deleted with one `nft -f`.
  * @module
  */
 import type { Dataplane, SyncReport } from "../dataplane.ts";
