@@ -17,8 +17,19 @@ export interface LabAgent {
   readonly configPath: string;
   readonly config: Record<string, unknown>;
   child: Deno.ChildProcess;
-  /** Lines the agent logged so far (stderr). */
+  /** Lines the agent logged so far (stderr), unless it logs to {@linkcode logFile}. */
   readonly logs: string[];
+  /** Where the agent's stdout and stderr go, when started with `logFile` (like the journal). */
+  logFile?: string;
+}
+
+/** Options of {@linkcode startAgent}. */
+export interface StartAgentOptions {
+  /**
+   * Append the agent's output to this file instead of piping it to the test (as systemd sends
+   * it to the journal); the agent then outlives this process without a broken pipe.
+   */
+  readonly logFile?: string;
 }
 
 /** Paths shared by the agents of one lab. */
@@ -112,6 +123,7 @@ export async function startAgent(
   world: AgentWorld,
   node: LabNode,
   extra: Record<string, unknown> = {},
+  options: StartAgentOptions = {},
 ): Promise<LabAgent> {
   const config = labConfig(world, node, extra);
   const configPath = await writeNodeConfig(world, node, extra);
@@ -119,12 +131,22 @@ export async function startAgent(
   // The unit's config path is replaced by the node's; everything else is the unit's line.
   const i = argv.indexOf("--config");
   argv[i + 1] = configPath;
-  const child = lab.spawn(node, argv, { stderr: "piped", stdout: "null" });
   const existing = world.agents.find((a) => a.node === node);
   const logs = existing?.logs ?? [];
-  pump(child.stderr, logs).catch(() => {});
-  const agent = existing ?? { node, configPath, config, child, logs };
+  let child: Deno.ChildProcess;
+  if (options.logFile) {
+    // sh execs the unit's argv with its output appended to the file: same pid, same argv.
+    child = lab.spawn(node, ["sh", "-c", 'exec "$@" >>"$0" 2>&1', options.logFile, ...argv], {
+      stderr: "null",
+      stdout: "null",
+    });
+  } else {
+    child = lab.spawn(node, argv, { stderr: "piped", stdout: "null" });
+    pump(child.stderr, logs).catch(() => {});
+  }
+  const agent: LabAgent = existing ?? { node, configPath, config, child, logs };
   agent.child = child;
+  agent.logFile = options.logFile;
   if (!existing) world.agents.push(agent);
   return agent;
 }
@@ -159,5 +181,14 @@ export async function waitReady(agent: LabAgent, timeoutMs = 30_000): Promise<nu
     if (r.status === 200) return Date.now() - t0;
     await new Promise((res) => setTimeout(res, 100));
   }
-  throw new Error(`agent on ${agent.node.name} not ready:\n${agent.logs.slice(-15).join("\n")}`);
+  throw new Error(
+    `agent on ${agent.node.name} not ready:\n${(await agentLogTail(agent)).join("\n")}`,
+  );
+}
+
+/** The agent's last log lines (from its piped stderr or its log file). */
+export async function agentLogTail(agent: LabAgent, lines = 15): Promise<string[]> {
+  if (!agent.logFile) return agent.logs.slice(-lines);
+  const text = await Deno.readTextFile(agent.logFile).catch(() => "");
+  return text.split("\n").filter(Boolean).slice(-lines);
 }
