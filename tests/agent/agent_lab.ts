@@ -5,8 +5,9 @@
  * agent's endpoints from inside the node.
  * @module
  */
-import { execStartArgv, renderUnit } from "../../agent/systemd/unit.ts";
+import { execEnvironment, execStartArgv, renderUnit } from "../../agent/systemd/unit.ts";
 import type { Lab, LabNode } from "../lab/lab.ts";
+import { run } from "../../agent/net/exec.ts";
 
 /** The cluster network the lab agents share. */
 export const LAB_NETWORK = { Network: "10.244.0.0/16", SubnetLen: 24, Backend: { Type: "vxlan" } };
@@ -117,6 +118,8 @@ export async function writeNodeConfig(
   return configPath;
 }
 
+let warmed: Promise<void> | undefined;
+
 /** Starts (or restarts) the agent of a node with the unit's ExecStart argv plus `--config`. */
 export async function startAgent(
   lab: Lab,
@@ -127,7 +130,13 @@ export async function startAgent(
 ): Promise<LabAgent> {
   const config = labConfig(world, node, extra);
   const configPath = await writeNodeConfig(world, node, extra);
-  const argv = execStartArgv(await renderUnit());
+  const unit = await renderUnit();
+  const argv = execStartArgv(unit);
+  const env = execEnvironment(unit);
+  // `--cached-only` needs the unit's DENO_DIR warm; `skiff install` does this on a node, and
+  // an agent started without an install (some tests) must not depend on test order.
+  warmed ??= run([argv[0], "cache", `${ROOT}agent/main.ts`], { env }).then(() => {});
+  await warmed;
   // The unit's config path is replaced by the node's; everything else is the unit's line.
   const i = argv.indexOf("--config");
   argv[i + 1] = configPath;
@@ -139,9 +148,10 @@ export async function startAgent(
     child = lab.spawn(node, ["sh", "-c", 'exec "$@" >>"$0" 2>&1', options.logFile, ...argv], {
       stderr: "null",
       stdout: "null",
+      env,
     });
   } else {
-    child = lab.spawn(node, argv, { stderr: "piped", stdout: "null" });
+    child = lab.spawn(node, argv, { stderr: "piped", stdout: "null", env });
     pump(child.stderr, logs).catch(() => {});
   }
   const agent: LabAgent = existing ?? { node, configPath, config, child, logs };

@@ -370,8 +370,12 @@ async function up(keep: boolean): Promise<number> {
   } catch (error) {
     console.log(`\nThe demo failed: ${(error as Error).message}`);
     for (const a of world?.agents ?? []) {
-      const tail = await agentLogTail(a, 8);
-      if (tail.length) console.log(`\nlast log lines of ${a.node.name}:\n${tail.join("\n")}`);
+      // info and above: the debug lines of every resync would hide what happened
+      const tail = (await agentLogTail(a, 200)).filter((l) => !l.includes('"level":"debug"'));
+      if (tail.length) {
+        console.log(`\nlast log lines of ${a.node.name} (${a.logFile}):`);
+        console.log(tail.slice(-5).join("\n"));
+      }
     }
     console.log("\nTearing down");
     if (lab) await lab.destroy();
