@@ -51,6 +51,8 @@ export interface AgentConfig {
     readonly dataDir: string;
     /** host-local's allocation dir ("" = host-local's default /var/lib/cni/networks). */
     readonly ipamDataDir: string;
+    /** The agent serves CNI requests here so the plugin skips Deno start-up ("" = off). */
+    readonly socket: string;
   };
   /** host:port for /healthz and /readyz ("" disables). */
   readonly healthAddress: string;
@@ -90,6 +92,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
     bridge: "cni0",
     dataDir: "/var/lib/cni/skiff",
     ipamDataDir: "",
+    socket: "/run/skiff/cni.sock",
   },
   healthAddress: "0.0.0.0:10256",
   metricsAddress: "127.0.0.1:10249",
@@ -273,7 +276,15 @@ export function parseConfig(raw: unknown): AgentConfig {
     throw new ConfigError("pinDir", `must be under /sys/fs/bpf/ (a bpffs), got "${pinDir}"`);
   }
   const cni = section(raw, "cni");
-  onlyKnown(cni, "cni", ["confDir", "binDir", "subnetFile", "bridge", "dataDir", "ipamDataDir"]);
+  onlyKnown(cni, "cni", [
+    "confDir",
+    "binDir",
+    "subnetFile",
+    "bridge",
+    "dataDir",
+    "ipamDataDir",
+    "socket",
+  ]);
   const logSection = section(raw, "log");
   onlyKnown(logSection, "log", ["level", "format"]);
   const network = raw.network;
@@ -315,6 +326,7 @@ export function parseConfig(raw: unknown): AgentConfig {
       bridge: str(cni, "bridge", "cni", d.cni.bridge, { pattern: IFNAME, nonEmpty: true }),
       dataDir: str(cni, "dataDir", "cni", d.cni.dataDir, { absolutePath: true, nonEmpty: true }),
       ipamDataDir: str(cni, "ipamDataDir", "cni", d.cni.ipamDataDir, { absolutePath: true }),
+      socket: str(cni, "socket", "cni", d.cni.socket, { absolutePath: true }),
     },
     healthAddress: address(raw, "healthAddress", "", d.healthAddress),
     metricsAddress: address(raw, "metricsAddress", "", d.metricsAddress),

@@ -71,7 +71,7 @@ export async function installNode(
   await writeFileAtomic(`${unitDir}/skiff.service`, unit, { mode: 0o644 });
   steps.push({ step: "unit", detail: `wrote ${unitDir}/skiff.service` });
 
-  const shim = await installPlugin(config.cni.binDir);
+  const shim = await installPlugin(config.cni.binDir, { socket: config.cni.socket || undefined });
   steps.push({ step: "cni plugin", detail: `installed ${shim}` });
   const missing: string[] = [];
   for (const name of ["bridge", "host-local", "portmap", "loopback"]) {

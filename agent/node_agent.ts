@@ -17,6 +17,7 @@ import { createEtcdStore } from "./overlay/etcd_store.ts";
 import { type OverlayHandle, startOverlay } from "./overlay/overlay.ts";
 import type { SubnetStore } from "./overlay/subnet_store.ts";
 import { type ConflistOptions, writeConflist } from "./cni/conflist.ts";
+import { type CniServer, serveCni } from "./cni/server.ts";
 import { readServiceFile } from "./lb/service_file.ts";
 import { BpfDataplane } from "./lb/bpf_dataplane.ts";
 import { chooseDataplane, type DataplaneChoice } from "./fallback/detect.ts";
@@ -88,12 +89,18 @@ function overlayComponent(config: AgentConfig, state: NodeState, log: Logger): C
   };
 }
 
-function cniComponent(config: AgentConfig): Component {
+function cniComponent(config: AgentConfig, log: Logger): Component {
   const path = `${config.cni.confDir}/${CONFLIST_NAME}`;
   let written = "";
+  let server: CniServer | undefined;
   return {
     name: "cni",
     async sync() {
+      if (config.cni.socket && !server) {
+        // The plugin shim forwards to this socket: no Deno start-up per CNI call.
+        server = await serveCni(config.cni.socket, { hostNetns: config.netns || undefined });
+        log.info("serving CNI requests", { socket: config.cni.socket });
+      }
       await Deno.mkdir(config.cni.confDir, { recursive: true });
       let current = "";
       try {
@@ -219,7 +226,7 @@ export function nodeComponents(
 ): Component[] {
   return [
     overlayComponent(config, state, log.with({ component: "overlay" })),
-    cniComponent(config),
+    cniComponent(config, log.with({ component: "cni" })),
     servicesComponent(config, state, log.with({ component: "services" })),
     nodeRulesComponent(config, state),
   ];

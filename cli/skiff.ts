@@ -4,7 +4,14 @@
  * @module
  */
 import { type Command, commandGroup, EXIT_RUNTIME, EXIT_USAGE, UsageError } from "./command.ts";
+import { backendsCommand } from "./commands/backends.ts";
+import { doctorCommand } from "./commands/doctor.ts";
+import { leasesCommand } from "./commands/leases.ts";
+import { mapsCommand } from "./commands/maps.ts";
+import { podsCommand } from "./commands/pods.ts";
+import { routesCommand } from "./commands/routes.ts";
 import { serviceCommand } from "./commands/service.ts";
+import { servicesCommand } from "./commands/services.ts";
 import { installCommand, statusCommand, uninstallCommand } from "./commands/lifecycle.ts";
 import { podCliCommand } from "./commands/pod.ts";
 import { ServiceValidationError } from "../agent/lb/validate.ts";
@@ -12,6 +19,13 @@ import { ServiceValidationError } from "../agent/lb/validate.ts";
 /** Top-level subcommands, in the order `skiff --help` lists them. */
 export const COMMANDS: readonly Command[] = [
   statusCommand,
+  servicesCommand,
+  backendsCommand,
+  leasesCommand,
+  routesCommand,
+  mapsCommand,
+  podsCommand,
+  doctorCommand,
   installCommand,
   uninstallCommand,
   serviceCommand,

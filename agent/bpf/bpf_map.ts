@@ -172,32 +172,13 @@ function openChecked(
     throw error;
   }
   try {
-    const kind = (() => {
-      try {
-        return Deno.readLinkSync(`/proc/self/fd/${fd}`);
-      } catch {
-        return "anon_inode:bpf-map"; // no /proc: let the info check speak
-      }
-    })();
+    const kind = fdKind(fd);
     if (kind !== "anon_inode:bpf-map") {
       throw new MapMismatchError(fallbackName, path, [`it is not a map but ${kind}`]);
     }
-    const raw = new Uint8Array(bpfMapInfo.size);
-    objGetInfo(fd, raw, fallbackName);
-    const decoded = bpfMapInfo.decode(new DataView(raw.buffer), 0);
-    const kernelName = new TextDecoder().decode(decoded.name).replace(/\0.*$/s, "");
-    const info: MapInfo = {
-      type: decoded.type,
-      typeName: mapTypeName(decoded.type),
-      id: decoded.id,
-      keySize: decoded.keySize,
-      valueSize: decoded.valueSize,
-      maxEntries: decoded.maxEntries,
-      flags: decoded.flags,
-      name: kernelName,
-    };
+    const info = readMapInfo(fd, fallbackName);
     // The kernel keeps 15 characters of a name; a pin named after the map has all of them.
-    const name = fallbackName.startsWith(kernelName) ? fallbackName : kernelName;
+    const name = fallbackName.startsWith(info.name) ? fallbackName : info.name;
     const problems: string[] = [];
     if (info.keySize !== key.size) {
       problems.push(
@@ -230,6 +211,74 @@ function openChecked(
   } catch (error) {
     closeFd(fd, fallbackName);
     throw error;
+  }
+}
+
+/** What an fd is, as /proc names it: "anon_inode:bpf-map", "anon_inode:bpf-prog"… */
+function fdKind(fd: number): string {
+  try {
+    return Deno.readLinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return "anon_inode:bpf-map"; // no /proc: let the info check speak
+  }
+}
+
+function readMapInfo(fd: number, what: string): MapInfo {
+  const raw = new Uint8Array(bpfMapInfo.size);
+  objGetInfo(fd, raw, what);
+  const decoded = bpfMapInfo.decode(new DataView(raw.buffer), 0);
+  return {
+    type: decoded.type,
+    typeName: mapTypeName(decoded.type),
+    id: decoded.id,
+    keySize: decoded.keySize,
+    valueSize: decoded.valueSize,
+    maxEntries: decoded.maxEntries,
+    flags: decoded.flags,
+    name: new TextDecoder().decode(decoded.name).replace(/\0.*$/s, ""),
+  };
+}
+
+/** A pinned map seen without codecs: what the kernel says and how full it is. */
+export interface PinnedMapSummary {
+  readonly path: string;
+  readonly info: MapInfo;
+  /**
+   * Keys present now; for array maps (every slot always exists) max entries; undefined when
+   * the map type cannot be walked (ring buffers, queues…), with the reason in `entriesError`.
+   */
+  readonly entries: number | undefined;
+  readonly entriesError?: string;
+}
+
+const ARRAY_TYPES = new Set(["array", "percpu_array", "prog_array", "cgroup_array", "arena"]);
+
+/**
+ * Describes the map pinned at `path` without knowing its structs (for listings such as
+ * `skiff maps`): undefined when the pin is a program or link, BpfError when it cannot be
+ * opened. Counting walks the keys (one syscall each); no fd stays open.
+ */
+export function summarizePinnedMap(path: string): PinnedMapSummary | undefined {
+  const what = path.split("/").pop() || path;
+  const fd = objGet(path);
+  let info: MapInfo;
+  try {
+    if (fdKind(fd) !== "anon_inode:bpf-map") return undefined;
+    info = readMapInfo(fd, what);
+  } finally {
+    closeFd(fd, what);
+  }
+  if (ARRAY_TYPES.has(info.typeName)) return { path, info, entries: info.maxEntries };
+  try {
+    if (info.keySize === 0) throw new Error(`a ${info.typeName} map has no keys to count`);
+    const key = bytes(info.keySize);
+    const value = bytes(Math.max(1, info.valueSize));
+    using map = PER_CPU_TYPES.has(info.typeName)
+      ? PerCpuMap.open(path, key, value)
+      : BpfMap.open(path, key, value);
+    return { path, info, entries: map.count() };
+  } catch (error) {
+    return { path, info, entries: undefined, entriesError: (error as Error).message };
   }
 }
 

@@ -39,7 +39,8 @@ export const BPF_PROGRAMS: readonly BpfProgramSpec[] = [
 ];
 
 /** Where the repository's top level is (this file is agent/bpf/build.ts). */
-export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+import { PROJECT_ROOT as REPO_ROOT } from "../project_root.ts";
+export { REPO_ROOT };
 
 /** Options for {@linkcode buildBpf}. */
 export interface BpfBuildOptions {

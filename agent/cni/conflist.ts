@@ -6,7 +6,7 @@
  */
 
 import { writeFileAtomic } from "./atomic_file.ts";
-import { SUPPORTED_VERSIONS } from "./version.ts";
+import { compareVersions, SUPPORTED_VERSIONS } from "./version.ts";
 
 /** The conflist's path on a node. */
 export const DEFAULT_CONFLIST_PATH = "/etc/cni/net.d/10-skiff.conflist";
@@ -77,6 +77,19 @@ export async function loadConflist(path: string): Promise<Conflist> {
   if (!list || typeof list !== "object") throw new TypeError(`${path}: not an object`);
   if (typeof list.name !== "string" || list.name === "") {
     throw new TypeError(`${path}: "name" is missing`);
+  }
+  // spec 1.1: `cniVersions` lists the versions the list can be run with; take the newest we speak
+  const versions = (list as { cniVersions?: unknown }).cniVersions;
+  if (Array.isArray(versions)) {
+    const usable = versions.filter((v): v is string =>
+      typeof v === "string" && SUPPORTED_VERSIONS.includes(v)
+    ).sort(compareVersions);
+    if (usable.length === 0) {
+      throw new TypeError(
+        `${path}: none of "cniVersions" ${JSON.stringify(versions)} is supported`,
+      );
+    }
+    list.cniVersion = usable.at(-1)!;
   }
   if (typeof list.cniVersion !== "string" || !SUPPORTED_VERSIONS.includes(list.cniVersion)) {
     throw new TypeError(

@@ -8,7 +8,8 @@
 import { writeFileAtomic } from "./atomic_file.ts";
 
 /** The project root (the directory holding cli/ and node_modules/). */
-export const PROJECT_ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+import { PROJECT_ROOT } from "../project_root.ts";
+export { PROJECT_ROOT };
 
 /** Options for {@linkcode installPlugin}. */
 export interface InstallOptions {

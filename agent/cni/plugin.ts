@@ -150,19 +150,18 @@ async function cmdAdd(env: Ctx, conf: SkiffNetConf): Promise<CniResult> {
   } catch (e) {
     throw new CniError(CniCode.IoFailure, `cannot save the delegate in ${conf.dataDir}`, String(e));
   }
-  let result: Record<string, unknown> | undefined;
   try {
-    result = await callDelegate(env, type, delegate, { ...invokeArgs(env), command: "ADD" });
+    const result = await callDelegate(env, type, delegate, { ...invokeArgs(env), command: "ADD" });
+    if (!result || !Array.isArray(result.ips)) {
+      throw new CniError(CniCode.DelegateFailed, `${type} ADD printed no result with ips`);
+    }
+    return convertResult(result as unknown as CniResult, conf.cniVersion);
   } catch (e) {
     // undo whatever the delegate did before failing, then forget it
     await callDelegate(env, type, delegate, { ...invokeArgs(env), command: "DEL" }).catch(() => {});
     await removeDelegate(conf.dataDir, env.containerId).catch(() => {});
     throw e;
   }
-  if (!result) {
-    throw new CniError(CniCode.DelegateFailed, `${type} ADD printed no result`);
-  }
-  return convertResult(result as unknown as CniResult, conf.cniVersion);
 }
 
 function callDelegate(

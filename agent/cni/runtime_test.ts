@@ -37,6 +37,13 @@ Deno.test("writeConflist writes the list atomically and loadConflist reads it ba
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o644);
     const leftovers = [...Deno.readDirSync(`${dir}/etc/cni/net.d`)].map((e) => e.name);
     assert.deepEqual(leftovers, ["10-skiff.conflist"]);
+    await Deno.writeTextFile(
+      path,
+      '{"name":"x","cniVersion":"0.4.0","cniVersions":["0.4.0","1.0.0","9.0.0"],"plugins":[{"type":"a"}]}',
+    );
+    assert.equal((await loadConflist(path)).cniVersion, "1.0.0");
+    await Deno.writeTextFile(path, '{"name":"x","cniVersions":["9.0.0"],"plugins":[{"type":"a"}]}');
+    await assert.rejects(() => loadConflist(path), /none of "cniVersions"/);
     await Deno.writeTextFile(path, '{"name":"x","cniVersion":"1.0.0","plugins":[{}]}');
     await assert.rejects(() => loadConflist(path), /plugins\[0\] has no "type"/);
   } finally {

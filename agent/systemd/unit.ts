@@ -8,7 +8,8 @@
 export const UNIT_TEMPLATE = new URL("./skiff.service.in", import.meta.url);
 
 /** The project checkout this module belongs to. */
-export const PROJECT_ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+import { PROJECT_ROOT } from "../project_root.ts";
+export { PROJECT_ROOT };
 
 /** Renders the unit for a checkout and a Deno binary. */
 export async function renderUnit(

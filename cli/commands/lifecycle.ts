@@ -12,29 +12,16 @@ import {
   UsageError,
   usageLine,
 } from "../command.ts";
-import { type AgentConfig, ConfigError, loadConfig } from "../../agent/config.ts";
+import type { AgentConfig } from "../../agent/config.ts";
+import {
+  DEFAULT_CONFIG_PATH,
+  NODE_CONFIG_FLAGS,
+  NODE_CONFIG_HELP,
+  nodeConfig,
+} from "../node_config.ts";
+import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat } from "../output.ts";
 import { installNode } from "../../agent/install.ts";
 import { uninstallNode } from "../../agent/uninstall.ts";
-
-const CONFIG_HELP = `  -c, --config PATH      agent config (default /etc/skiff/config.json)`;
-const CONFIG_OPTION = { config: { type: "string", short: "c" } } as const;
-
-/** Loads the config named by --config (a missing default file means defaults). */
-export async function configFromFlag(value: string | boolean | undefined): Promise<AgentConfig> {
-  const path = typeof value === "string" ? value : "/etc/skiff/config.json";
-  try {
-    return await loadConfig(path, {}, { required: typeof value === "string" });
-  } catch (error) {
-    if (error instanceof ConfigError) throw new UsageError(error.message);
-    throw error;
-  }
-}
-
-function output(value: string | boolean | undefined): "table" | "json" {
-  if (value === undefined || value === "table" || value === "wide") return "table";
-  if (value === "json") return "json";
-  throw new UsageError(`-o must be table or json, not "${value}"`);
-}
 
 function healthUrl(config: AgentConfig, path: string): string {
   const address = config.healthAddress;
@@ -96,8 +83,8 @@ plane chosen and why, iptables backend, store, Services and health. Exit 1 when 
 does not answer, 3 when it answers but is not ready.
 
 Options:
-${CONFIG_HELP}
-  -o, --output FORMAT    table (default) or json
+${NODE_CONFIG_HELP}
+${OUTPUT_HELP}
   -h, --help             this help`;
 
 /** Exit code of `status` when the agent runs but is not ready. */
@@ -108,8 +95,8 @@ export const statusCommand: Command = {
   summary: "node, subnet, data plane and health, from the running agent",
   async run(args) {
     const parsed = parseFlags(args, {
-      ...CONFIG_OPTION,
-      output: { type: "string", short: "o" },
+      ...NODE_CONFIG_FLAGS,
+      ...OUTPUT_FLAG,
     }, STATUS_HELP);
     if (!parsed) return EXIT_OK;
     if (parsed.positionals.length) {
@@ -118,8 +105,8 @@ export const statusCommand: Command = {
         usageLine(STATUS_HELP),
       );
     }
-    const format = output(parsed.values.output);
-    const config = await configFromFlag(parsed.values.config);
+    const format = outputFormat(parsed.values.output, STATUS_HELP);
+    const config = await nodeConfig(parsed.values, STATUS_HELP);
     const url = healthUrl(config, "/statusz");
     let status: Json;
     try {
@@ -146,10 +133,10 @@ config file does not exist, and the Deno module cache the unit starts from. Star
 unit when systemd runs this machine.
 
 Options:
-${CONFIG_HELP}
+${NODE_CONFIG_HELP}
       --unit-dir DIR     where the unit goes (default /etc/systemd/system)
       --no-start         do not enable/start the unit
-  -o, --output FORMAT    table (default) or json
+${OUTPUT_HELP}
   -h, --help             this help`;
 
 export const installCommand: Command = {
@@ -157,17 +144,17 @@ export const installCommand: Command = {
   summary: "install the unit, CNI plugin and conflist on this node",
   async run(args) {
     const parsed = parseFlags(args, {
-      ...CONFIG_OPTION,
+      ...NODE_CONFIG_FLAGS,
+      ...OUTPUT_FLAG,
       "unit-dir": { type: "string" },
       "no-start": { type: "boolean" },
-      output: { type: "string", short: "o" },
     }, INSTALL_HELP);
     if (!parsed) return EXIT_OK;
-    const format = output(parsed.values.output);
+    const format = outputFormat(parsed.values.output, INSTALL_HELP);
     const configPath = typeof parsed.values.config === "string"
       ? parsed.values.config
-      : "/etc/skiff/config.json";
-    const config = await configFromFlag(parsed.values.config);
+      : DEFAULT_CONFIG_PATH;
+    const config = await nodeConfig(parsed.values, INSTALL_HELP);
     const steps = await installNode(config, {
       configPath,
       unitDir: parsed.values["unit-dir"] as string | undefined,
@@ -187,11 +174,11 @@ plugin and its saved delegates, the unit file and the state dir. Stop the agent 
 (systemctl stop skiff). Every step runs even if one fails; exit 1 if any failed.
 
 Options:
-${CONFIG_HELP}
+${NODE_CONFIG_HELP}
       --unit-dir DIR     where the unit is (default /etc/systemd/system)
       --cni-data-dir DIR the CNI plugin's delegate store (default /var/lib/cni/skiff)
       --keep-services    keep the services file (desired state)
-  -o, --output FORMAT    table (default) or json
+${OUTPUT_HELP}
   -h, --help             this help`;
 
 export const uninstallCommand: Command = {
@@ -199,15 +186,15 @@ export const uninstallCommand: Command = {
   summary: "remove everything skiff created on this node",
   async run(args) {
     const parsed = parseFlags(args, {
-      ...CONFIG_OPTION,
+      ...NODE_CONFIG_FLAGS,
+      ...OUTPUT_FLAG,
       "unit-dir": { type: "string" },
       "cni-data-dir": { type: "string" },
       "keep-services": { type: "boolean" },
-      output: { type: "string", short: "o" },
     }, UNINSTALL_HELP);
     if (!parsed) return EXIT_OK;
-    const format = output(parsed.values.output);
-    const config = await configFromFlag(parsed.values.config);
+    const format = outputFormat(parsed.values.output, UNINSTALL_HELP);
+    const config = await nodeConfig(parsed.values, UNINSTALL_HELP);
     const steps = await uninstallNode(config, {
       unitDir: parsed.values["unit-dir"] as string | undefined,
       cniDataDir: parsed.values["cni-data-dir"] as string | undefined,

@@ -6,12 +6,12 @@
 
 import { parseArgs } from "node:util";
 import type { Command } from "../command.ts";
+import { printPods } from "./pods.ts";
 import { labNodeRoot, nodeCniPaths } from "../../agent/cni/paths.ts";
 import {
   addPod,
   checkPod,
   delPod,
-  listPods,
   parsePortMapping,
   type PodDriverOptions,
 } from "../../agent/cni/runtime.ts";
@@ -19,13 +19,14 @@ import {
 const USAGE = `usage: skiff pod add NAME [--node N] [--port HOST:CONTAINER[/tcp|udp]]...
        skiff pod del NAME [--node N]
        skiff pod check NAME [--node N]
-       skiff pod list [--node N]
+       skiff pod list [--node N] [-o table|json]
 options: --node N     run the plugins in netns N (a lab node); paths default to /run/skiff/nodes/N
          --root DIR   node root holding etc/cni/net.d, opt/cni/bin, var/lib/... (default "" or the above)
          --conf FILE  conflist (default <root>/etc/cni/net.d/10-skiff.conflist)
          --bin-dir D  CNI bin dir, repeatable (default <root>/opt/cni/bin)
          --state-dir D  pod records (default <root>/var/lib/skiff/pods)
-         --json       print records as JSON`;
+         --json       print records as JSON (same as -o json)
+         -o FORMAT    pod list: table (default) or json`;
 
 /** Runs `skiff pod …`; returns the exit code. */
 export async function podCommand(args: string[]): Promise<number> {
@@ -42,6 +43,7 @@ export async function podCommand(args: string[]): Promise<number> {
         "state-dir": { type: "string" },
         port: { type: "string", multiple: true },
         json: { type: "boolean", default: false },
+        output: { type: "string", short: "o" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -90,14 +92,12 @@ export async function podCommand(args: string[]): Promise<number> {
         console.log(`${name}\tok`);
         return 0;
       case "list": {
-        const pods = await listPods(driver);
-        if (values.json) console.log(JSON.stringify(pods, null, 2));
-        else {
-          for (const p of pods) {
-            const ips = (p.result?.ips ?? []).map((i) => i.address).join(",");
-            console.log(`${p.name}\t${ips || "-"}\t${p.netns}\t${p.containerId}`);
-          }
+        const format = values.json ? "json" : values.output ?? "table";
+        if (format !== "table" && format !== "json") {
+          console.error(`skiff pod: -o must be "table" or "json", not "${format}"\n${USAGE}`);
+          return 2;
         }
+        await printPods(format, driver.stateDir);
         return 0;
       }
       default:

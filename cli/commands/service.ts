@@ -13,6 +13,7 @@ import {
   UsageError,
   usageLine,
 } from "../command.ts";
+import { outputFormat, renderTable } from "../output.ts";
 import { endpointsForNewFlows, type ServiceEntry, serviceKey } from "../../agent/lb/model.ts";
 import {
   DEFAULT_SERVICES_FILE,
@@ -183,10 +184,7 @@ const list: Command = {
     }, LIST_HELP);
     if (!flags) return EXIT_OK;
     noPositionals(flags.positionals, LIST_HELP);
-    const output = flags.values.output ?? "table";
-    if (output !== "table" && output !== "json") {
-      throw new UsageError(`-o must be "table" or "json", not "${output}"`, usageLine(LIST_HELP));
-    }
+    const output = outputFormat(flags.values.output, LIST_HELP);
     const { services } = await readServiceFile(servicesFile(flags.values.file));
     if (output === "json") {
       console.log(JSON.stringify({ services: services.map(serviceEntryToJson) }, null, 2));
@@ -212,10 +210,7 @@ export function formatTable(services: readonly ServiceEntry[]): string {
       s.sessionAffinity === "ClientIP" ? `ClientIP(${s.affinityTimeoutSeconds}s)` : "None",
     ]);
   }
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join("   ").trimEnd()).join(
-    "\n",
-  );
+  return renderTable(rows);
 }
 
 /** `skiff service …`. */

@@ -59,6 +59,7 @@ export function labConfig(world: AgentWorld, node: LabNode, extra: Record<string
       bridge: "cni0",
       dataDir: `${base}/cni-delegates`,
       ipamDataDir: `${base}/cni-ipam`,
+      socket: `${base}/cni.sock`,
     },
     healthAddress: "0.0.0.0:10256",
     metricsAddress: "127.0.0.1:10249",

@@ -6,9 +6,9 @@
  */
 
 import { run } from "../../agent/net/exec.ts";
-import { writeConflist } from "../../agent/cni/conflist.ts";
 import type { ConflistOptions } from "../../agent/cni/conflist.ts";
 import { installPlugin, linkReferencePlugins, PROJECT_ROOT } from "../../agent/cni/install.ts";
+import { setupNodeCni } from "../../agent/cni/node_setup.ts";
 import type { PodDriverOptions } from "../../agent/cni/runtime.ts";
 import { type ExecOutput, execPlugin } from "../../agent/cni/invoke.ts";
 import { listDelegates } from "../../agent/cni/store.ts";
@@ -123,10 +123,14 @@ export async function createCniNode(options: CniNodeOptions = {}): Promise<CniNo
         }),
       );
     }
-    await linkReferencePlugins(binDir);
     if (options.install ?? true) {
-      await installPlugin(binDir);
-      await writeConflist(confFile, { subnetFile, dataDir, ipamDataDir, ...options.conflist });
+      // the same call the agent makes for a node
+      await setupNodeCni({
+        paths: { binDir, subnetFile, dataDir, ipamDataDir, confFile, podStateDir: stateDir },
+        conflist: options.conflist,
+      });
+    } else {
+      await linkReferencePlugins(binDir);
     }
   } catch (e) {
     await cleanup();

@@ -44,7 +44,11 @@ Deno.test("a hostPort mapped by `skiff pod add --port` reaches the Pod from outs
   assert.match(add.out, new RegExp(`^${pod}\\t10\\.244\\.1\\.\\d+/24\\t/run/netns/${pod}$`));
   const list = await capture(() => podCommand(["list", ...flags]));
   assert.equal(list.code, 0);
-  assert.match(list.out, new RegExp(`^${pod}\\t10\\.244\\.1\\.`));
+  // the table `skiff pods` prints too: NAME STATUS IP PORTS NETNS
+  assert.match(
+    list.out,
+    new RegExp(`^${pod}\\s+ok\\s+10\\.244\\.1\\.\\d+/24\\s+8080:80/tcp\\s`, "m"),
+  );
   const check = await capture(() => podCommand(["check", pod, ...flags]));
   assert.equal(check.code, 0);
 

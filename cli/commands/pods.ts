@@ -1,0 +1,87 @@
+/**
+ * `skiff pods`: the Pods the CNI pod driver (agent/cni/runtime.ts) recorded on this node — the
+ * same listing as `skiff pod list`, with the record dir taken from the agent's config
+ * (<stateDir>/pods). Both print through {@linkcode printPods}.
+ * @module
+ */
+import { listPods, type PodRecord } from "../../agent/cni/runtime.ts";
+import { type Command, EXIT_OK, parseFlags } from "../command.ts";
+import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
+import { OUTPUT_FLAG, OUTPUT_HELP, type OutputFormat, outputFormat, printView } from "../output.ts";
+import { noPositionals } from "./view_common.ts";
+
+const HELP = `Usage: skiff pods [-o table|json] [--config PATH] [--state-dir DIR]
+
+Lists the Pods the CNI pod driver ("skiff pod add") created on this node, from its records
+in <stateDir>/pods: name, network namespace, IP addresses and host port mappings. STATUS is
+"ok", "adding" (ADD did not finish) or "netns missing" (the namespace was removed behind
+the driver's back). Same as "skiff pod list".
+
+Options:
+${OUTPUT_HELP}
+${NODE_CONFIG_HELP}
+  -h, --help             this help`;
+
+/** A Pod in `-o json`: the driver's record plus what the listing derives from it. */
+export interface PodView {
+  readonly name: string;
+  readonly netns: string;
+  readonly ips: string[];
+  readonly ports: string[];
+  readonly status: "ok" | "adding" | "netns missing";
+  readonly record: PodRecord;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The views of `pods` (checks that each netns still exists). */
+export async function podViews(pods: readonly PodRecord[]): Promise<PodView[]> {
+  return await Promise.all(pods.map(async (p) => ({
+    name: p.name,
+    netns: p.netns,
+    ips: (p.result?.ips ?? []).map((i) => i.address),
+    ports: (p.runtimeConfig.portMappings ?? []).map((m) =>
+      `${m.hostIP ? `${m.hostIP}:` : ""}${m.hostPort}:${m.containerPort}/${m.protocol}`
+    ),
+    status: p.result === null ? "adding" : (await exists(p.netns)) ? "ok" : "netns missing",
+    record: p,
+  })));
+}
+
+/** Prints the Pods recorded in `stateDir` as a table or JSON. */
+export async function printPods(format: OutputFormat, stateDir: string): Promise<void> {
+  const pods = await podViews(await listPods({ stateDir }));
+  printView(format, { stateDir, pods }, {
+    headers: ["NAME", "STATUS", "IP", "PORTS", "NETNS"],
+    rows: pods.map((p) => [
+      p.name,
+      p.status,
+      p.ips.join(",") || "-",
+      p.ports.join(",") || "-",
+      p.netns,
+    ]),
+    empty: `No Pods recorded in ${stateDir}.`,
+  });
+}
+
+/** `skiff pods`. */
+export const podsCommand: Command = {
+  name: "pods",
+  summary: 'Pods the CNI pod driver created on this node (= "pod list")',
+  async run(args) {
+    const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, HELP);
+    if (!flags) return EXIT_OK;
+    noPositionals(flags.positionals, HELP);
+    const format = outputFormat(flags.values.output, HELP);
+    const config = await nodeConfig(flags.values, HELP);
+    await printPods(format, `${config.stateDir}/pods`);
+    return EXIT_OK;
+  },
+};

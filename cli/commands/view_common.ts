@@ -1,0 +1,48 @@
+/**
+ * Small pieces the read-only node views share: argument checks, protocol names, opening the
+ * node's LB maps with an error that says what to check.
+ * @module
+ */
+import { BpfError, Errno } from "../../agent/bpf/errno.ts";
+import { IPPROTO } from "../../agent/lb/lb_abi.ts";
+import { LbMaps } from "../../agent/lb/lb_maps.ts";
+import { UsageError, usageLine } from "../command.ts";
+
+/** Refuses positional arguments (views take flags only). */
+export function noPositionals(positionals: readonly string[], help: string): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`, usageLine(help));
+  }
+}
+
+/** "TCP" / "UDP" for an IPPROTO number, else the number. */
+export function protoName(proto: number): string {
+  return proto === IPPROTO.TCP ? "TCP" : proto === IPPROTO.UDP ? "UDP" : String(proto);
+}
+
+/**
+ * Opens the LB maps pinned in `pinDir`; a missing pin dir or map is an Error saying so and
+ * what to check (the agent not running with the bpf data plane, or a wrong --pin-dir).
+ */
+export function openLbMaps(pinDir: string): LbMaps {
+  try {
+    return LbMaps.open(pinDir);
+  } catch (error) {
+    if (error instanceof BpfError && error.errno === Errno.ENOENT) {
+      const dirExists = (() => {
+        try {
+          return Deno.statSync(pinDir).isDirectory;
+        } catch {
+          return false;
+        }
+      })();
+      throw new Error(
+        dirExists
+          ? `no LB maps in ${pinDir} (${error.message}): the bpf Service data plane is not installed for this node (an agent with dataplane "auto" may have chosen iptables)`
+          : `pin dir ${pinDir} does not exist: no agent has loaded BPF programs for this node (check --pin-dir or the config's pinDir)`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
