@@ -57,7 +57,7 @@ export function podDriver(state: DemoState, node: DemoNode): PodDriverOptions {
   return {
     confFile: `${base}/net.d/10-skiff.conflist`,
     binDirs: [`${base}/bin`],
-    stateDir: `${base}/pods`,
+    stateDir: `${base}/state/pods`, // <stateDir>/pods: where `skiff pods` looks
     hostNetns: node.nsPath,
   };
 }

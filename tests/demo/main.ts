@@ -287,15 +287,18 @@ async function up(keep: boolean): Promise<number> {
       progress.block(out.stdout);
     }, () => "agent ready");
 
-    await progress.step(`skiff services (on ${nodes[0].name})`, async () => {
-      let out = await skiffIn(nodes[0].nsPath, ["services", "-c", st.nodes[0].configPath]);
-      if (out.code === 2 && /unknown command "services"/.test(out.stderr)) {
-        // The services view is newer than this checkout: the file's list says the same.
-        out = await skiffIn(nodes[0].nsPath, ["service", "list", "--file", st.servicesFile]);
+    const view = async (args: string[]) => {
+      const out = await skiffIn(nodes[0].nsPath, [...args, "-c", st.nodes[0].configPath]);
+      if (out.code !== 0) {
+        throw new Error(`skiff ${args[0]}: exit ${out.code}: ${out.stderr.trim()}`);
       }
-      if (out.code !== 0) throw new Error(`exit ${out.code}: ${out.stderr.trim()}`);
-      progress.block(out.stdout);
-    }, () => "listed");
+      progress.block(`$ skiff ${args.join(" ")}\n${out.stdout}`);
+    };
+    await progress.step(`skiff services, backends, leases (on ${nodes[0].name})`, async () => {
+      await view(["services"]);
+      await view(["backends"]);
+      await view(["leases"]);
+    }, () => "the Service is programmed in the node's maps; three leases in the store");
 
     const answers = await progress.step(
       `Asking http://${VIP}:${PORT} ${ASKS_PER_CLIENT} times from one Pod on each node`,
@@ -392,6 +395,7 @@ function printKept(st: DemoState): void {
 The lab is kept (run id ${st.runId}). Poke at it from inside its namespaces:
 
   nsenter --net=${n1.nsPath} ${deno} run -A ${ROOT}/cli/skiff.ts status -c ${n1.configPath}
+      (and services, backends, leases, routes, maps, pods, doctor with the same -c)
   nsenter --net=${n1.nsPath} curl -s http://127.0.0.1:10249/metrics | grep ^skiff_
   nsenter --net=${n1.nsPath} ip -d link show flannel.1
   nsenter --net=/run/netns/${pod.name} sh -c 'echo $$ > ${n1.cgroup}/cgroup.procs; socat -u TCP:${VIP}:${PORT} -'
