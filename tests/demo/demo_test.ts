@@ -73,7 +73,8 @@ Deno.test({
     assert.deepEqual([...byNode.keys()], [1, 2, 3].map((i) => `sk${runId}n${i}`));
     for (const [node, n] of byNode) assert.ok(n > 0, `no answer from a backend on ${node}`);
     assert.match(out, /Health:\s+ready/);
-    assert.match(out, /default\s+web\s+10\.96\.0\.10/);
+    assert.match(out, /default\s+web\s+ClusterIP\s+10\.96\.0\.10:80\/TCP\s+programmed\s+6\/6/);
+    assert.equal(out.match(/^\s+\*?\s+10\.244\.\d+\.0\/24\s+192\.168\.100\.1[123]\s/gm)?.length, 3);
     assert.match(out, /30\/30 answered/);
     await assertNothingLeft(runId);
   },
