@@ -250,12 +250,16 @@ async function benchLoaded(
   // average cost, resync included.
   const period = AGENT_EXTRA.resyncSeconds;
   let resyncSeen = false;
+  let resyncMs: number | undefined;
   if (o.withResync && syncAt) {
     const end = performance.now() + (period + 15) * 1000;
     while (performance.now() < end && !resyncSeen) {
       await new Promise((r) => setTimeout(r, 200));
-      const at = ((await statusz(node))?.services as { at?: string } | undefined)?.at;
-      resyncSeen = at !== undefined && at !== syncAt;
+      const svc = (await statusz(node))?.services as
+        | { at?: string; durationMs?: number }
+        | undefined;
+      resyncSeen = svc?.at !== undefined && svc.at !== syncAt;
+      if (resyncSeen && svc?.durationMs !== undefined) resyncMs = svc.durationMs;
     }
   }
   await new Promise((r) => setTimeout(r, 1000)); // let the resync's garbage settle
@@ -287,6 +291,13 @@ async function benchLoaded(
     },
     { name: "  ratio to target 1%", value: cpu / TARGETS.idleCpuPercent, unit: "x" },
   );
+  if (resyncMs !== undefined) {
+    results.push({
+      name: "  periodic resync, data plane part (agent's own report)",
+      value: resyncMs,
+      unit: "ms",
+    });
+  }
   if (cpuPeriod !== undefined) {
     results.push(
       {
