@@ -9,11 +9,8 @@
 import type { AgentConfig } from "./config.ts";
 import { LoaderClient } from "./bpf/loader_client.ts";
 import { run } from "./net/exec.ts";
-import { makeBackend } from "./fallback/iptables_backend.ts";
-import { removeNodeRules } from "./fallback/node_rules.ts";
-import { removeChains } from "./fallback/iptables_converge.ts";
-import { isServiceChain } from "./fallback/iptables_rules.ts";
-import { IPSETS, IPVS_DEVICE } from "./fallback/ipvs_plan.ts";
+import { uninstallFallback } from "./fallback/fallback.ts";
+import { IPVS_DEVICE } from "./fallback/ipvs_plan.ts";
 import { openStore } from "./node_agent.ts";
 import { silentLogger } from "./log.ts";
 import { CONFLIST_NAME } from "./node_agent.ts";
@@ -72,43 +69,12 @@ export async function uninstallNode(
     return `detached ${r.detached} links, removed ${config.pinDir}`;
   });
 
-  for (const mode of ["legacy", "nft"] as const) {
-    await step(`iptables-${mode}`, async () => {
-      const backend = makeBackend(mode, "uninstall", netns);
-      const save = await backend.iptables(["-S", "-t", "nat"], true);
-      const filter = await backend.iptables(["-S", "-t", "filter"], true);
-      if (!/SKIFF-/.test(save.stdout + filter.stdout)) return "no skiff chains";
-      const nodeChains = await removeNodeRules(backend);
-      await removeChains(backend, ["nat", "filter"], isServiceChain);
-      return `removed node chains (${nodeChains}) and Service chains`;
-    });
-  }
-
-  await step("ipvs", async () => {
-    const done: string[] = [];
-    if (await exists("/proc/net/ip_vs")) {
-      const saved = await run(["ipvsadm", "-S", "-n"], { netns, allowFailure: true });
-      const dev = await run(["ip", "link", "show", IPVS_DEVICE], { netns, allowFailure: true });
-      if (dev.code === 0) {
-        // Only the virtual servers on our dummy device's addresses are ours.
-        const ours = await run(["ip", "-o", "-4", "addr", "show", "dev", IPVS_DEVICE], { netns });
-        const vips = new Set([...ours.stdout.matchAll(/inet (\S+)\//g)].map((m) => m[1]));
-        const dels = saved.stdout.split("\n").filter((l) => l.startsWith("-A ")).map((l) =>
-          l.replace(/^-A /, "-D ").replace(/ -s \S+.*$/, "")
-        ).filter((l) => [...vips].some((v) => l.includes(` ${v}:`)));
-        if (dels.length) {
-          await run(["ipvsadm", "-R"], { netns, stdin: dels.join("\n") + "\n" });
-        }
-        done.push(`${dels.length} virtual servers`);
-      }
-    }
-    const dev = await run(["ip", "link", "del", IPVS_DEVICE], { netns, allowFailure: true });
-    if (dev.code === 0) done.push(IPVS_DEVICE);
-    for (const name of Object.keys(IPSETS)) {
-      const r = await run(["ipset", "destroy", name], { netns, allowFailure: true });
-      if (r.code === 0) done.push(`ipset ${name}`);
-    }
-    return done.length ? `removed ${done.join(", ")}` : "nothing of IPVS";
+  await step("iptables/ipvs", async () => {
+    const r = await uninstallFallback({ netns });
+    return `${r.chainsRemoved} chains, ${r.ipvsServersRemoved} virtual servers, ` +
+      `ipsets [${r.ipsetsRemoved.join(", ")}], ${IPVS_DEVICE} ${
+        r.deviceRemoved ? "removed" : "absent"
+      }`;
   });
 
   let vni: number | undefined;

@@ -6,7 +6,9 @@
  * @module
  */
 import type { IptablesBackend } from "./iptables_backend.ts";
+import { run } from "../net/exec.ts";
 import {
+  checkChainName,
   type Jump,
   type OwnedChain,
   renderRestore,
@@ -99,7 +101,31 @@ export function planRemove(
   return { table, write: [], extra, remove };
 }
 
-/** Removes the chains `names` selects from the given tables, with every jump into them. */
+/** Above this many chains, iptables-nft removals go through `nft -f` (see removeChains). */
+export const NFT_BULK_CHAINS = 1000;
+
+/**
+ * Deletes (flushes, then deletes) chains of an iptables-nft table with one `nft -f`
+ * transaction. The chains must no longer be jumped to from outside the set. iptables-nft-restore
+ * 1.8.9 is quadratic in one transaction (30k chains: minutes); nft does 6k chains in 0.2 s.
+ */
+export async function nftDeleteChains(
+  backend: IptablesBackend,
+  table: Table,
+  names: readonly string[],
+): Promise<void> {
+  if (names.length === 0) return;
+  const script = [
+    ...names.map((name) => `flush chain ip ${table} ${checkChainName(name)}`),
+    ...names.map((name) => `delete chain ip ${table} ${name}`),
+  ].join("\n") + "\n";
+  await run(["nft", "-f", "-"], { netns: backend.netns, stdin: script });
+}
+
+/**
+ * Removes the chains `names` selects from the given tables, with every jump into them. On
+ * iptables-nft with many chains, the references go in one restore and the chains in one `nft -f`.
+ */
 export async function removeChains(
   backend: IptablesBackend,
   tables: readonly Table[],
@@ -107,7 +133,12 @@ export async function removeChains(
 ): Promise<number> {
   const saved = await backend.save(tables);
   const edits = tables.map((t) => planRemove(saved, t, names));
-  const text = renderRestore(edits);
-  await backend.restore(text);
-  return edits.reduce((n, e) => n + (e.remove?.length ?? 0), 0);
+  const total = edits.reduce((n, e) => n + (e.remove?.length ?? 0), 0);
+  if (backend.mode !== "nft" || total <= NFT_BULK_CHAINS) {
+    await backend.restore(renderRestore(edits));
+    return total;
+  }
+  await backend.restore(renderRestore(edits.map((e) => ({ ...e, remove: [] }))));
+  for (const edit of edits) await nftDeleteChains(backend, edit.table, edit.remove ?? []);
+  return total;
 }

@@ -152,7 +152,15 @@ export function serviceRules(entry: ServiceEntry, ctx: ServiceRulesContext): Ser
     const hasExternal = port.nodePort !== undefined || externals.length > 0;
     const externalLocal = s.externalTrafficPolicy === "Local";
 
-    const sepName = (t: Target) => `SKIFF-SEP-${chainHash(`${name}/${proto}/${t.ip}:${t.port}`)}`;
+    const sepNames = new Map<Target, string>();
+    const sepName = (t: Target): string => {
+      let n = sepNames.get(t);
+      if (n === undefined) {
+        n = `SKIFF-SEP-${chainHash(`${name}/${proto}/${t.ip}:${t.port}`)}`;
+        sepNames.set(t, n);
+      }
+      return n;
+    };
     const pick = (targets: Target[]): Rule[] => {
       const rules: Rule[] = [];
       const comment = (t: Target) => `${name} -> ${t.ip}:${t.port}`;

@@ -20,6 +20,7 @@ import {
   type IpvsContext,
   type IpvsPlan,
   type IpvsState,
+  isOurVirtualServer,
   parseAddresses,
   parseIpsetSave,
   parseIpvsadmSave,
@@ -68,11 +69,10 @@ export class IpvsDataplane implements Dataplane {
     const addresses = device ? parseAddresses(addr.stdout) : new Set<string>();
     const sets = parseIpsetSave((await this.#run(["ipset", "save"])).stdout);
     const ipsets = new Map([...sets].filter(([name]) => name in IPSETS));
-    const ours = new Set([...addresses, ...this.context.nodeAddresses]);
+    const nodeAddresses = new Set(this.context.nodeAddresses);
+    const isOurs = (key: string) => isOurVirtualServer(key, addresses, ipsets, nodeAddresses);
     const all = parseIpvsadmSave((await this.#run(["ipvsadm", "-Sn"])).stdout);
-    const services = new Map(
-      [...all].filter(([key]) => ours.has(key.split(" ")[1].split(":")[0])),
-    );
+    const services = new Map([...all].filter(([key]) => isOurs(key)));
     return { device, addresses, ipsets, services };
   }
 

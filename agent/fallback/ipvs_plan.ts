@@ -145,6 +145,24 @@ export function parseAddresses(text: string): Set<string> {
   return out;
 }
 
+/**
+ * Pure: whether a virtual server ("-t 10.96.0.10:80") is skiff's: its address is on the dummy
+ * device, or its port is one of skiff's NodePorts (SKIFF-NODE-PORT-TCP/UDP members) and, when
+ * `nodeAddresses` is given, its address is one of them. Foreign servers are never touched.
+ */
+export function isOurVirtualServer(
+  key: string,
+  deviceAddresses: ReadonlySet<string>,
+  ipsets: ReadonlyMap<string, ReadonlySet<string>>,
+  nodeAddresses?: ReadonlySet<string>,
+): boolean {
+  const [flag, addr] = key.split(" ");
+  const [ip, port] = addr.split(":");
+  if (deviceAddresses.has(ip)) return true;
+  const set = ipsets.get(flag === "-t" ? "SKIFF-NODE-PORT-TCP" : "SKIFF-NODE-PORT-UDP");
+  return (set?.has(port) ?? false) && (nodeAddresses?.has(ip) ?? true);
+}
+
 function targetKey(e: Endpoint, port: ServicePort): string {
   return `${e.ip}:${e.ports?.[port.name] ?? port.targetPort}`;
 }

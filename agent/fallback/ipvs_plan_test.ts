@@ -5,6 +5,7 @@ import {
   desiredIpvsState,
   EMPTY_IPVS_STATE,
   ipvsChains,
+  isOurVirtualServer,
   parseAddresses,
   parseIpsetSave,
   parseIpvsadmSave,
@@ -182,4 +183,22 @@ Deno.test("ipvsChains() marks through ipsets and masquerades hairpin traffic", (
     /SKIFF-LOOP-BACK dst,dst,src -j MASQUERADE$/,
   );
   assert.ok(!jumps.some((j) => j.rule.target.includes("SKIFF-SVC-REJECT")));
+});
+
+Deno.test("isOurVirtualServer() claims device addresses and our NodePorts, never foreign servers", () => {
+  const device = new Set(["10.96.0.10"]);
+  const sets = new Map([["SKIFF-NODE-PORT-TCP", new Set(["30080"])]]);
+  const node = new Set(["192.168.100.11"]);
+  assert.ok(isOurVirtualServer("-t 10.96.0.10:80", device, sets, node));
+  assert.ok(isOurVirtualServer("-t 192.168.100.11:30080", device, sets, node));
+  assert.ok(!isOurVirtualServer("-u 192.168.100.11:30080", device, sets, node), "UDP set is empty");
+  assert.ok(!isOurVirtualServer("-t 192.168.100.11:22", device, sets, node));
+  assert.ok(
+    !isOurVirtualServer("-t 192.168.100.12:30080", device, sets, node),
+    "not a node address",
+  );
+  assert.ok(
+    isOurVirtualServer("-t 192.168.100.12:30080", device, sets),
+    "any address without a list",
+  );
 });

@@ -285,6 +285,13 @@ Deno.test("iptables: syncs are incremental, restart-safe, repair outside edits a
     after.split("\n").filter((l) => l.startsWith("-A")).sort().join("\n"),
   );
 
+  // With a verify interval of 0 every sync reads the kernel: repaired without refresh().
+  const eager = new IptablesDataplane(backend, context, 0);
+  assert.equal((await eager.sync(oneMore)).operations, 0);
+  await node.run(["iptables-legacy", "-t", "nat", "-F", svcChain]);
+  assert.ok((await eager.sync(oneMore)).operations > 0);
+  assert.equal((await eager.sync(oneMore)).operations, 0);
+
   // Removing Services deletes their chains.
   await restarted.sync(many(3, 3));
   const fewer = (await node.run(["iptables-legacy-save", "-t", "nat"])).stdout;
@@ -311,4 +318,39 @@ Deno.test("iptables: syncs are incremental, restart-safe, repair outside edits a
 
   await restarted.uninstall();
   assert.doesNotMatch((await node.run(["iptables-legacy-save"])).stdout, /SKIFF/);
+});
+
+Deno.test("iptables (nft): a large first sync is staged in batches, reads back identically, shrinks and uninstalls in bulk", async () => {
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  const backend = makeBackend("nft", "test", node.nsPath);
+  const context = { nodeName: node.name, clusterCidr: CLUSTER_CIDR };
+  const snapshot: ServiceSnapshot = {
+    services: Array.from({ length: 400 }, (_, i) => ({
+      service: service({
+        name: `s${i}`,
+        clusterIPs: [`10.96.${i >> 8}.${i & 255}`],
+        ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: 8080 }],
+      }),
+      endpoints: [endpoint(`10.244.5.${i & 255}`, "x"), endpoint(`10.244.6.${i & 255}`, "x")],
+    })),
+  };
+  const plane = new IptablesDataplane(backend, context);
+  const first = await plane.sync(snapshot);
+  assert.equal(first.changedServices, 400);
+  const saved = (await node.run(["iptables-nft-save", "-t", "nat"])).stdout;
+  assert.equal(saved.split("\n").filter((l) => /^:SKIFF-SEP-/.test(l)).length, 800);
+  const restarted = await new IptablesDataplane(backend, context).sync(snapshot);
+  assert.equal(restarted.operations, 0, "the staged chains read back exactly as desired");
+  // Dropping most Services: more than 1000 chains go through one `nft -f`.
+  const few = { services: snapshot.services.slice(0, 10) };
+  const shrink = await plane.sync(few);
+  assert.equal(shrink.changedServices, 390);
+  const left = (await node.run(["iptables-nft-save", "-t", "nat"])).stdout;
+  assert.equal(left.split("\n").filter((l) => /^:SKIFF-SEP-/.test(l)).length, 20);
+  assert.equal((await new IptablesDataplane(backend, context).sync(few)).operations, 0);
+  await new IptablesDataplane(backend, context).sync(snapshot);
+  // More than 1000 chains uninstalled: references in one restore, chains in one `nft -f`.
+  await new IptablesDataplane(backend, context).uninstall();
+  assert.doesNotMatch((await node.run(["iptables-nft-save"])).stdout, /SKIFF/);
 });

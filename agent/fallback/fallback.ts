@@ -1,0 +1,146 @@
+/**
+ * The fallback package's entry points for the agent: the node-rules component (converged at
+ * start and every resync), a Service data plane by kind (iptables or ipvs), and the uninstall
+ * that leaves no skiff chain, rule, ipset or dummy device in a namespace.
+ * @module
+ */
+import type { Dataplane } from "../dataplane.ts";
+import { run } from "../net/exec.ts";
+import { probeIpvs } from "./detect.ts";
+import { detectIptablesBackend, type IptablesBackend, makeBackend } from "./iptables_backend.ts";
+import { createIptablesDataplane, IptablesDataplane } from "./iptables_dataplane.ts";
+import { isServiceChain } from "./iptables_rules.ts";
+import { createIpvsDataplane } from "./ipvs_dataplane.ts";
+import {
+  IPSETS,
+  IPVS_DEVICE,
+  isOurVirtualServer,
+  parseAddresses,
+  parseIpsetSave,
+  parseIpvsadmSave,
+} from "./ipvs_plan.ts";
+import { ensureNodeRules, type NodeRulesConfig, removeNodeRules } from "./node_rules.ts";
+
+/** The daemon's component shape (agent/daemon.ts), restated to keep this module standalone. */
+export interface NodeRulesComponent {
+  readonly name: string;
+  sync(): Promise<{ operations: number; detail: Record<string, unknown> }>;
+  close(): Promise<void>;
+  /** Why this iptables flavour (for `skiff status`); "" before the first sync. */
+  readonly reason: string;
+}
+
+/** Options for the node rules and the fallback data planes. */
+export interface FallbackOptions {
+  /** /run/netns/NAME, or undefined for the agent's own namespace. */
+  readonly netns?: string;
+  /** A backend to use instead of detecting legacy vs nft. */
+  readonly backend?: IptablesBackend;
+}
+
+/** The node rules as a daemon component: each sync converges them (repairing outside edits). */
+export function nodeRulesComponent(
+  config: NodeRulesConfig,
+  options: FallbackOptions = {},
+): NodeRulesComponent {
+  let backend = options.backend;
+  return {
+    name: "node-rules",
+    get reason() {
+      return backend?.reason ?? "";
+    },
+    async sync() {
+      backend ??= await detectIptablesBackend({ netns: options.netns });
+      const result = await ensureNodeRules(backend, config);
+      return {
+        operations: result.operations,
+        detail: { iptables: backend.mode, rewritten: result.rewritten },
+      };
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Options for {@linkcode createFallbackDataplane}. */
+export interface FallbackDataplaneOptions extends FallbackOptions {
+  readonly nodeName: string;
+  readonly clusterCidr?: string;
+  /** Node addresses (NodePorts in ipvs mode; optional restriction in iptables mode). */
+  readonly nodeAddresses: readonly string[];
+  /** IPVS scheduler, default rr. */
+  readonly scheduler?: string;
+}
+
+/** An iptables or ipvs data plane (ipvs throws plainly where the kernel has no IP_VS). */
+export function createFallbackDataplane(
+  kind: "iptables" | "ipvs",
+  options: FallbackDataplaneOptions,
+): Promise<Dataplane> {
+  return kind === "iptables" ? createIptablesDataplane(options) : createIpvsDataplane(options);
+}
+
+/** What {@linkcode uninstallFallback} removed. */
+export interface UninstallReport {
+  readonly iptables: string;
+  readonly chainsRemoved: number;
+  readonly ipsetsRemoved: string[];
+  readonly ipvsServersRemoved: number;
+  readonly deviceRemoved: boolean;
+}
+
+/**
+ * Removes every trace of the fallback paths from a namespace: node rule chains, Service
+ * chains (iptables and ipvs modes), IPVS virtual servers on skiff's addresses, the dummy
+ * device and skiff's ipsets. Safe to run again; safe where nothing was installed.
+ */
+export async function uninstallFallback(options: FallbackOptions = {}): Promise<UninstallReport> {
+  const backend = options.backend ?? await detectIptablesBackend({ netns: options.netns });
+  const netns = options.netns ?? backend.netns;
+  let ipvsServersRemoved = 0;
+  const device = await run(["ip", "-o", "-4", "addr", "show", "dev", IPVS_DEVICE], {
+    netns,
+    allowFailure: true,
+  });
+  if ((await probeIpvs()).ok) {
+    const addresses = parseAddresses(device.code === 0 ? device.stdout : "");
+    const sets = parseIpsetSave(
+      (await run(["ipset", "save"], { netns, allowFailure: true })).stdout,
+    );
+    const servers = parseIpvsadmSave((await run(["ipvsadm", "-Sn"], { netns })).stdout);
+    const lines = [...servers.keys()]
+      .filter((key) => isOurVirtualServer(key, addresses, sets))
+      .map((key) => `-D ${key}`);
+    if (lines.length > 0) await run(["ipvsadm", "-R"], { netns, stdin: lines.join("\n") + "\n" });
+    ipvsServersRemoved = lines.length;
+  }
+  if (device.code === 0) await run(["ip", "link", "del", IPVS_DEVICE], { netns });
+  let chainsRemoved = 0;
+  // Both flavours: a host that once ran with the other one must not keep stale chains.
+  const other = makeBackend(backend.mode === "legacy" ? "nft" : "legacy", "uninstall", netns);
+  for (const b of [backend, other]) {
+    if (b === other) {
+      const text = await run([`iptables-${b.mode}-save`], { netns, allowFailure: true });
+      if (!text.stdout.includes(":SKIFF-")) continue;
+    }
+    chainsRemoved += await removeNodeRules(b);
+    const before = await b.save(["nat", "filter"]);
+    chainsRemoved += [...(before.get("nat")?.keys() ?? []), ...(before.get("filter")?.keys() ?? [])]
+      .filter(isServiceChain).length;
+    await new IptablesDataplane(b, { nodeName: "" }).uninstall();
+  }
+  const ipsetsRemoved: string[] = [];
+  const sets = await run(["ipset", "list", "-n"], { netns, allowFailure: true });
+  for (const name of sets.stdout.split("\n").map((s) => s.trim())) {
+    if (name in IPSETS) {
+      await run(["ipset", "destroy", name], { netns });
+      ipsetsRemoved.push(name);
+    }
+  }
+  return {
+    iptables: backend.reason,
+    chainsRemoved,
+    ipsetsRemoved,
+    ipvsServersRemoved,
+    deviceRemoved: device.code === 0,
+  };
+}
