@@ -162,14 +162,39 @@ async function makeDataplane(
   }
 }
 
+/** Full BPF syncs happen at least this often even when the services file did not change. */
+const BPF_FULL_SYNC_EVERY = 20;
+
+async function fileStamp(path: string): Promise<string> {
+  try {
+    const st = await Deno.stat(path);
+    return `${st.dev}:${st.ino}:${st.mtime?.getTime()}:${st.size}`;
+  } catch {
+    return "missing";
+  }
+}
+
 function servicesComponent(config: AgentConfig, state: NodeState, log: Logger): Component {
   let watcher: Deno.FsWatcher | undefined;
+  let lastStamp = "";
+  let unchangedSyncs = 0;
   return {
     name: "services",
     async sync() {
       state.dataplane ??= await makeDataplane(config, state, log);
+      // Reading and validating a 10k-Service file costs ~0.3 s: skip it when the file is as it
+      // was at the last successful sync. The BPF maps change only through this agent, so an
+      // unchanged file needs a full sync only now and then; iptables/ipvs verify the kernel
+      // (outside edits) on their own schedule inside sync(), so they are always called.
+      const stamp = await fileStamp(config.servicesFile);
+      const unchanged = stamp === lastStamp && state.lastServiceSync !== undefined;
+      if (unchanged && state.dataplane.kind === "bpf" && ++unchangedSyncs < BPF_FULL_SYNC_EVERY) {
+        return { operations: 0, detail: { dataplane: "bpf", unchanged: true } };
+      }
+      unchangedSyncs = 0;
       const snapshot = await readServiceFile(config.servicesFile);
       const report = await state.dataplane.sync(snapshot);
+      lastStamp = stamp;
       state.lastServiceSync = {
         ...report,
         services: snapshot.services.length,
