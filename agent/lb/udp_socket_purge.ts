@@ -22,13 +22,18 @@ export interface UdpPurgeReport {
   /** Network namespaces walked. */
   readonly namespaces: number;
   readonly durationMs: number;
+  /**
+   * What failed (a netns that could not be walked, the loader not starting…). The purge does
+   * not throw: the maps are already converged, and a retried sync would find nothing to purge.
+   */
+  readonly errors: readonly string[];
 }
 
 /**
  * Destroys the connected UDP sockets of `cgroup`'s processes (any netns they are in) whose
  * destination is one of `backends` (UDP ones; others are ignored: established TCP finishes).
  * The purge map holds the backends only while the iterator runs, and is cleared even on
- * failure. A socket of a process outside the cgroup that shares a netns with one inside and
+ * failure; failures are reported in `errors`. A socket of a process outside the cgroup that shares a netns with one inside and
  * is connected to the same backend ip:port is destroyed too (harmless: that backend is gone).
  */
 export async function purgeUdpSockets(
@@ -39,13 +44,25 @@ export async function purgeUdpSockets(
   const keys = backends
     .filter((b) => b.proto === IPPROTO.UDP)
     .map((b) => ({ addr: b.addr, port: b.port, proto: IPPROTO.UDP, flags: 0 }));
-  if (keys.length === 0) return { destroyed: [], namespaces: 0, durationMs: 0 };
-  const namespaces = await cgroupNetns(options.cgroup);
-  if (namespaces.length === 0) {
-    return { destroyed: [], namespaces: 0, durationMs: performance.now() - started };
-  }
   const destroyed: string[] = [];
-  using map = BpfMap.open(`${options.pinDir}/${SOCK_PURGE_MAP}`, backendValue, u8);
+  const errors: string[] = [];
+  const report = (namespaces: number): UdpPurgeReport => ({
+    destroyed,
+    namespaces,
+    durationMs: performance.now() - started,
+    errors,
+  });
+  if (keys.length === 0) return report(0);
+  let namespaces;
+  let map;
+  try {
+    namespaces = await cgroupNetns(options.cgroup);
+    if (namespaces.length === 0) return report(0);
+    map = BpfMap.open(`${options.pinDir}/${SOCK_PURGE_MAP}`, backendValue, u8);
+  } catch (error) {
+    errors.push(`cannot prepare the UDP socket purge: ${(error as Error).message}`);
+    return report(0);
+  }
   try {
     map.updateBatch(keys.map((k) => [k, 1] as [BackendValue, number]));
     await using loader = await LoaderClient.start(
@@ -59,14 +76,23 @@ export async function purgeUdpSockets(
           netns: ns.path,
         });
         destroyed.push(...result.output.split("\n").filter((l) => l !== ""));
+        if (result.truncated) errors.push(`${ns.path}: iterator output truncated`);
       } catch (error) {
         // the only process holding that netns path exited: its sockets are gone with it
         if (error instanceof LoaderError && error.code === "not_found") continue;
-        throw error;
+        errors.push(`${ns.path}: ${(error as Error).message}`);
       }
     }
+  } catch (error) {
+    errors.push((error as Error).message);
   } finally {
-    map.deleteBatch(keys);
+    try {
+      map.deleteBatch(keys);
+    } catch (error) {
+      errors.push(`cannot clear ${SOCK_PURGE_MAP}: ${(error as Error).message}`);
+    } finally {
+      map.close();
+    }
   }
-  return { destroyed, namespaces: namespaces.length, durationMs: performance.now() - started };
+  return report(namespaces.length);
 }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { BpfDataplane, type BpfSyncReport } from "../../agent/lb/bpf_dataplane.ts";
 import type { ServiceSnapshot } from "../../agent/lb/model.ts";
 import { parseSnapshot } from "../../agent/lb/validate.ts";
+import { dumpPinnedMap } from "../fixtures/fixtures.ts";
 import { createServiceWorld, PeerClient, service, WEB_PORTS } from "./service_world.ts";
 
 const PY_CLIENT = new URL("./peers/udp_connected.py", import.meta.url).pathname;
@@ -96,6 +97,13 @@ Deno.test({
     const report = dataplane.lastReport as BpfSyncReport;
     assert.ok(report.udpSockets, "the sync ran the UDP socket purge");
     const b1 = world.backend("b1").ip;
+    assert.deepEqual(report.udpSockets.errors, []);
+    assert.deepEqual(
+      await dumpPinnedMap(`${world.node.pinDir}/lb_sock_purge`),
+      [],
+      "the purge map is cleared after the run",
+    );
+    assert.equal(report.udpSockets.namespaces, 1, "the client Pod's netns (both clients in it)");
     assert.equal(report.udpSockets.destroyed.length, 1, JSON.stringify(report.udpSockets));
     assert.match(report.udpSockets.destroyed[0], new RegExp(` ${b1.replaceAll(".", "\\.")}:5353$`));
 
