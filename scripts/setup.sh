@@ -8,7 +8,7 @@ DEB_PACKAGES=(
   clang-19 llvm-19 libbpf-dev libbpf1 bpftool linux-libc-dev
   iproute2 iptables nftables ipset ipvsadm conntrack tcpdump socat iperf3 wrk
   etcd-server etcd-client containernetworking-plugins kmod procps util-linux
-  systemd iputils-ping netcat-openbsd curl ethtool
+  systemd iputils-ping netcat-openbsd curl ethtool python3
 )
 
 missing=()
