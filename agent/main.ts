@@ -114,7 +114,7 @@ async function runAgent(args: string[]): Promise<number> {
   registry.counter("skiff_scrape_collector_errors_total", "Scrape-time collectors that failed");
   const readiness = new Readiness();
   const state: NodeState = {};
-  registerNodeMetrics(registry, state);
+  registerNodeMetrics(registry, state, config);
   const daemon = new Daemon(nodeComponents(config, state, log), {
     log,
     registry,

@@ -20,6 +20,7 @@ import { type ConflistOptions, writeConflist } from "./cni/conflist.ts";
 import { type CniServer, serveCni } from "./cni/server.ts";
 import { readServiceFile } from "./lb/service_file.ts";
 import { BpfDataplane } from "./lb/bpf_dataplane.ts";
+import { summarizePinnedMap } from "./bpf/bpf_map.ts";
 import { chooseDataplane, type DataplaneChoice } from "./fallback/detect.ts";
 import { createIptablesDataplane } from "./fallback/iptables_dataplane.ts";
 import { createIpvsDataplane } from "./fallback/ipvs_dataplane.ts";
@@ -47,6 +48,8 @@ export interface NodeState {
   choice?: DataplaneChoice;
   iptables?: IptablesBackend;
   lastServiceSync?: SyncReport & { services: number; at: string };
+  /** Set by the metrics: counts CNI requests served on the agent's socket. */
+  onCniRequest?: (command: string, exitCode: number) => void;
 }
 
 /** Opens the configured subnet store. */
@@ -89,7 +92,7 @@ function overlayComponent(config: AgentConfig, state: NodeState, log: Logger): C
   };
 }
 
-function cniComponent(config: AgentConfig, log: Logger): Component {
+function cniComponent(config: AgentConfig, state: NodeState, log: Logger): Component {
   const path = `${config.cni.confDir}/${CONFLIST_NAME}`;
   let written = "";
   let server: CniServer | undefined;
@@ -98,7 +101,10 @@ function cniComponent(config: AgentConfig, log: Logger): Component {
     async sync() {
       if (config.cni.socket && !server) {
         // The plugin shim forwards to this socket: no Deno start-up per CNI call.
-        server = await serveCni(config.cni.socket, { hostNetns: config.netns || undefined });
+        server = await serveCni(config.cni.socket, {
+          hostNetns: config.netns || undefined,
+          onRequest: (command, exitCode) => state.onCniRequest?.(command, exitCode),
+        });
         log.info("serving CNI requests", { socket: config.cni.socket });
       }
       await Deno.mkdir(config.cni.confDir, { recursive: true });
@@ -156,14 +162,39 @@ async function makeDataplane(
   }
 }
 
+/** Full BPF syncs happen at least this often even when the services file did not change. */
+const BPF_FULL_SYNC_EVERY = 20;
+
+async function fileStamp(path: string): Promise<string> {
+  try {
+    const st = await Deno.stat(path);
+    return `${st.dev}:${st.ino}:${st.mtime?.getTime()}:${st.size}`;
+  } catch {
+    return "missing";
+  }
+}
+
 function servicesComponent(config: AgentConfig, state: NodeState, log: Logger): Component {
   let watcher: Deno.FsWatcher | undefined;
+  let lastStamp = "";
+  let unchangedSyncs = 0;
   return {
     name: "services",
     async sync() {
       state.dataplane ??= await makeDataplane(config, state, log);
+      // Reading and validating a 10k-Service file costs ~0.3 s: skip it when the file is as it
+      // was at the last successful sync. The BPF maps change only through this agent, so an
+      // unchanged file needs a full sync only now and then; iptables/ipvs verify the kernel
+      // (outside edits) on their own schedule inside sync(), so they are always called.
+      const stamp = await fileStamp(config.servicesFile);
+      const unchanged = stamp === lastStamp && state.lastServiceSync !== undefined;
+      if (unchanged && state.dataplane.kind === "bpf" && ++unchangedSyncs < BPF_FULL_SYNC_EVERY) {
+        return { operations: 0, detail: { dataplane: "bpf", unchanged: true } };
+      }
+      unchangedSyncs = 0;
       const snapshot = await readServiceFile(config.servicesFile);
       const report = await state.dataplane.sync(snapshot);
+      lastStamp = stamp;
       state.lastServiceSync = {
         ...report,
         services: snapshot.services.length,
@@ -226,17 +257,40 @@ export function nodeComponents(
 ): Component[] {
   return [
     overlayComponent(config, state, log.with({ component: "overlay" })),
-    cniComponent(config, log.with({ component: "cni" })),
+    cniComponent(config, state, log.with({ component: "cni" })),
     servicesComponent(config, state, log.with({ component: "services" })),
     nodeRulesComponent(config, state),
   ];
 }
 
-/** Gauges read at scrape time from the node state. */
-export function registerNodeMetrics(registry: Registry, state: NodeState): void {
+/** Metrics of the node state; kernel-side values are read when Prometheus scrapes. */
+export function registerNodeMetrics(
+  registry: Registry,
+  state: NodeState,
+  config: AgentConfig,
+): void {
   const services = registry.gauge("skiff_services", "Services in the desired state");
   const leases = registry.gauge("skiff_leases", "Subnet leases known to the overlay");
   const info = registry.gauge("skiff_dataplane_info", "The Service data plane in use (1)");
+  const entries = registry.gauge("skiff_bpf_map_entries", "Entries in each pinned BPF map");
+  const capacity = registry.gauge("skiff_bpf_map_capacity", "max_entries of each pinned BPF map");
+  const backends = registry.gauge("skiff_backends", "Backends programmed in the BPF data plane");
+  const conntrack = registry.gauge("skiff_conntrack_entries", "tc LB conntrack entries (lb_ct)");
+  const packets = registry.counter(
+    "skiff_service_packets_total",
+    "Packets to a frontend (BPF per-CPU counters)",
+  );
+  const bytes = registry.counter(
+    "skiff_service_bytes_total",
+    "Bytes to a frontend (BPF per-CPU counters)",
+  );
+  const flows = registry.counter("skiff_service_new_flows_total", "New flows to a frontend (BPF)");
+  const cni = registry.counter(
+    "skiff_cni_operations_total",
+    "CNI requests served on the agent socket",
+  );
+  state.onCniRequest = (command, exitCode) =>
+    cni.inc({ command, result: exitCode === 0 ? "ok" : "error" });
   registry.onScrape(async () => {
     if (state.lastServiceSync) services.set({}, state.lastServiceSync.services);
     if (state.choice) {
@@ -245,4 +299,35 @@ export function registerNodeMetrics(registry: Registry, state: NodeState): void 
     }
     if (state.store) leases.set({}, (await state.store.listLeases()).leases.length);
   });
+  registry.onScrape(() => {
+    if (state.dataplane?.kind !== "bpf") return;
+    entries.reset();
+    capacity.reset();
+    for (const entry of Deno.readDirSync(config.pinDir)) {
+      if (!entry.isFile) continue;
+      const summary = summarizePinnedMap(`${config.pinDir}/${entry.name}`);
+      if (!summary) continue;
+      capacity.set({ map: entry.name }, summary.info.maxEntries);
+      if (summary.entries !== undefined) entries.set({ map: entry.name }, summary.entries);
+      if (entry.name === "lb_backends" && summary.entries !== undefined) {
+        backends.set({}, summary.entries);
+      }
+      if (entry.name === "lb_ct" && summary.entries !== undefined) {
+        conntrack.set({}, summary.entries);
+      }
+    }
+    const maps = (state.dataplane as BpfDataplane).maps;
+    for (const [id, frontend] of maps.revNat.entries()) {
+      const total = maps.stats.getSum(id);
+      if (!total) continue;
+      const labels = { frontend: `${frontend.vip}:${frontend.port}/${protoName(frontend.proto)}` };
+      packets.setTotal(labels, total.packets);
+      bytes.setTotal(labels, total.bytes);
+      flows.setTotal(labels, total.new_flows);
+    }
+  });
+}
+
+function protoName(proto: number): string {
+  return proto === 6 ? "TCP" : proto === 17 ? "UDP" : String(proto);
 }

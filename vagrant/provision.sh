@@ -3,8 +3,16 @@
 # node 1, then the agent as a systemd unit through `skiff install`.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# Debian 12's own Go (1.19) is too old for cilium/ebpf v0.22 (Go >= 1.25). Go >= 1.21 fetches the
+# toolchain go.mod asks for from the Go module proxy (golang.org/toolchain), so take 1.23 from
+# bookworm-backports and let GOTOOLCHAIN=auto do the rest.
+echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/backports.list
 apt-get update -qq
-apt-get install -y -qq nodejs npm golang-go >/dev/null
+apt-get install -y -qq nodejs npm git >/dev/null
+apt-get install -y -qq -t bookworm-backports golang-1.23-go >/dev/null
+ln -sf /usr/lib/go-1.23/bin/go /usr/local/bin/go
+export GOTOOLCHAIN=auto
+echo 'GOTOOLCHAIN=auto' >/etc/environment.d/90-go.conf 2>/dev/null || true
 modprobe ip_vs 2>/dev/null || true
 
 cd /skiff

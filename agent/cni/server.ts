@@ -43,7 +43,13 @@ export function parseRequest(text: string): { env: Record<string, string>; stdin
 }
 
 /** Serves CNI requests on unix socket `path` (0600; a stale socket file is replaced). */
-export async function serveCni(path: string, options: RunPluginOptions = {}): Promise<CniServer> {
+/** Options of {@linkcode serveCni}. */
+export interface ServeCniOptions extends RunPluginOptions {
+  /** Called after each request with the CNI command and the plugin's exit code (metrics). */
+  readonly onRequest?: (command: string, exitCode: number) => void;
+}
+
+export async function serveCni(path: string, options: ServeCniOptions = {}): Promise<CniServer> {
   await Deno.remove(path).catch(() => {});
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -68,7 +74,7 @@ export async function serveCni(path: string, options: RunPluginOptions = {}): Pr
   return { path, close, [Symbol.asyncDispose]: close };
 }
 
-async function handle(conn: Deno.UnixConn, options: RunPluginOptions): Promise<void> {
+async function handle(conn: Deno.UnixConn, options: ServeCniOptions): Promise<void> {
   try {
     const chunks: Uint8Array[] = [];
     const buf = new Uint8Array(65536);
@@ -78,7 +84,9 @@ async function handle(conn: Deno.UnixConn, options: RunPluginOptions): Promise<v
       chunks.push(buf.slice(0, n));
     }
     const text = new TextDecoder().decode(concat(chunks));
-    const outcome = await runPlugin(parseRequest(text), options);
+    const request = parseRequest(text);
+    const outcome = await runPlugin(request, options);
+    options.onRequest?.(request.env.CNI_COMMAND ?? "", outcome.exitCode);
     if (outcome.stderr) console.error(outcome.stderr.trimEnd());
     const answer = (outcome.stdout ? `${outcome.stdout}\n` : "") + `#exit=${outcome.exitCode}`;
     await writeAll(conn, new TextEncoder().encode(answer));

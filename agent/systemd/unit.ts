@@ -59,3 +59,17 @@ export function execStartArgv(unitText: string): string[] {
   }
   return argv;
 }
+
+/** The variables of the unit's Environment= lines (each line: NAME=value pairs, quotes allowed). */
+export function execEnvironment(unitText: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of unitText.split("\n")) {
+    if (!line.startsWith("Environment=")) continue;
+    for (const pair of splitCommandLine(line.slice("Environment=".length))) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new Error(`Environment= entry "${pair}" is not NAME=value`);
+      env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+  }
+  return env;
+}

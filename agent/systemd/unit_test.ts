@@ -1,7 +1,13 @@
 /** The unit passes systemd-analyze verify and its ExecStart parses into a runnable argv. */
 import assert from "node:assert/strict";
 import { run } from "../net/exec.ts";
-import { execStartArgv, PROJECT_ROOT, renderUnit, splitCommandLine } from "./unit.ts";
+import {
+  execEnvironment,
+  execStartArgv,
+  PROJECT_ROOT,
+  renderUnit,
+  splitCommandLine,
+} from "./unit.ts";
 
 Deno.test("the rendered unit passes systemd-analyze verify", async () => {
   const dir = await Deno.makeTempDir({ prefix: "skiff-unit-" });
@@ -43,4 +49,16 @@ Deno.test("execStartArgv() gives the agent command line of the unit", async () =
 Deno.test("splitCommandLine() honours quotes and escapes", () => {
   assert.deepEqual(splitCommandLine(`/bin/a "b c" d\\ e ""`), ["/bin/a", "b c", "d e", ""]);
   assert.throws(() => splitCommandLine(`/bin/a "b`), /unterminated/);
+});
+
+Deno.test("execEnvironment() gives the variables of the unit's Environment= lines", async () => {
+  const env = execEnvironment(await renderUnit());
+  assert.equal(env.DENO_DIR, "/var/lib/skiff/deno-cache");
+  assert.equal(env.DENO_NO_UPDATE_CHECK, "1");
+  assert.deepEqual(execEnvironment(`Environment=A=1 "B=x y"\nEnvironment=C=`), {
+    A: "1",
+    B: "x y",
+    C: "",
+  });
+  assert.throws(() => execEnvironment("Environment=oops"), /"oops" is not NAME=value/);
 });

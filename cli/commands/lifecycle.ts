@@ -67,7 +67,9 @@ export function formatStatus(s: Json): string {
     line(
       "Services",
       svc
-        ? `${svc.services} (last sync ${svc.durationMs} ms, ${svc.operations} ops, ${svc.at})`
+        ? `${svc.services} (last sync ${
+          Number(svc.durationMs).toFixed(1)
+        } ms, ${svc.operations} ops, ${svc.at})`
         : undefined,
     ),
     line("Agent", `pid ${s.pid}, up since ${s.startedAt}`),

@@ -5,8 +5,9 @@
  * agent's endpoints from inside the node.
  * @module
  */
-import { execStartArgv, renderUnit } from "../../agent/systemd/unit.ts";
+import { execEnvironment, execStartArgv, renderUnit } from "../../agent/systemd/unit.ts";
 import type { Lab, LabNode } from "../lab/lab.ts";
+import { run } from "../../agent/net/exec.ts";
 
 /** The cluster network the lab agents share. */
 export const LAB_NETWORK = { Network: "10.244.0.0/16", SubnetLen: 24, Backend: { Type: "vxlan" } };
@@ -17,8 +18,19 @@ export interface LabAgent {
   readonly configPath: string;
   readonly config: Record<string, unknown>;
   child: Deno.ChildProcess;
-  /** Lines the agent logged so far (stderr). */
+  /** Lines the agent logged so far (stderr), unless it logs to {@linkcode logFile}. */
   readonly logs: string[];
+  /** Where the agent's stdout and stderr go, when started with `logFile` (like the journal). */
+  logFile?: string;
+}
+
+/** Options of {@linkcode startAgent}. */
+export interface StartAgentOptions {
+  /**
+   * Append the agent's output to this file instead of piping it to the test (as systemd sends
+   * it to the journal); the agent then outlives this process without a broken pipe.
+   */
+  readonly logFile?: string;
 }
 
 /** Paths shared by the agents of one lab. */
@@ -107,25 +119,45 @@ export async function writeNodeConfig(
   return configPath;
 }
 
+let warmed: Promise<void> | undefined;
+
 /** Starts (or restarts) the agent of a node with the unit's ExecStart argv plus `--config`. */
 export async function startAgent(
   lab: Lab,
   world: AgentWorld,
   node: LabNode,
   extra: Record<string, unknown> = {},
+  options: StartAgentOptions = {},
 ): Promise<LabAgent> {
   const config = labConfig(world, node, extra);
   const configPath = await writeNodeConfig(world, node, extra);
-  const argv = execStartArgv(await renderUnit());
+  const unit = await renderUnit();
+  const argv = execStartArgv(unit);
+  const env = execEnvironment(unit);
+  // `--cached-only` needs the unit's DENO_DIR warm; `skiff install` does this on a node, and
+  // an agent started without an install (some tests) must not depend on test order.
+  warmed ??= run([argv[0], "cache", `${ROOT}agent/main.ts`], { env }).then(() => {});
+  await warmed;
   // The unit's config path is replaced by the node's; everything else is the unit's line.
   const i = argv.indexOf("--config");
   argv[i + 1] = configPath;
-  const child = lab.spawn(node, argv, { stderr: "piped", stdout: "null" });
   const existing = world.agents.find((a) => a.node === node);
   const logs = existing?.logs ?? [];
-  pump(child.stderr, logs).catch(() => {});
-  const agent = existing ?? { node, configPath, config, child, logs };
+  let child: Deno.ChildProcess;
+  if (options.logFile) {
+    // sh execs the unit's argv with its output appended to the file: same pid, same argv.
+    child = lab.spawn(node, ["sh", "-c", 'exec "$@" >>"$0" 2>&1', options.logFile, ...argv], {
+      stderr: "null",
+      stdout: "null",
+      env,
+    });
+  } else {
+    child = lab.spawn(node, argv, { stderr: "piped", stdout: "null", env });
+    pump(child.stderr, logs).catch(() => {});
+  }
+  const agent: LabAgent = existing ?? { node, configPath, config, child, logs };
   agent.child = child;
+  agent.logFile = options.logFile;
   if (!existing) world.agents.push(agent);
   return agent;
 }
@@ -160,5 +192,14 @@ export async function waitReady(agent: LabAgent, timeoutMs = 30_000): Promise<nu
     if (r.status === 200) return Date.now() - t0;
     await new Promise((res) => setTimeout(res, 100));
   }
-  throw new Error(`agent on ${agent.node.name} not ready:\n${agent.logs.slice(-15).join("\n")}`);
+  throw new Error(
+    `agent on ${agent.node.name} not ready:\n${(await agentLogTail(agent)).join("\n")}`,
+  );
+}
+
+/** The agent's last log lines (from its piped stderr or its log file). */
+export async function agentLogTail(agent: LabAgent, lines = 15): Promise<string[]> {
+  if (!agent.logFile) return agent.logs.slice(-lines);
+  const text = await Deno.readTextFile(agent.logFile).catch(() => "");
+  return text.split("\n").filter(Boolean).slice(-lines);
 }

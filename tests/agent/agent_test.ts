@@ -146,6 +146,14 @@ Deno.test({
         return a.startsWith(lab.prefix) ? a : undefined;
       });
       assert.ok(pods.some((p) => p.host.name === answer));
+      for (let i = 0; i < 5; i++) await askVip(pods[0].host, lab.nodes[0]);
+
+      // Kernel-side metrics: map sizes, backends, per-frontend BPF counters, CNI operations.
+      const after = parseExposition((await agentGet(lab.nodes[0], "/metrics", 10249)).body);
+      assert.equal(after.get("skiff_backends"), 3);
+      assert.ok((after.get('skiff_bpf_map_capacity{map="lb_backends"}') ?? 0) >= 262144);
+      assert.ok((after.get(`skiff_service_new_flows_total{frontend="${VIP}:80/TCP"}`) ?? 0) >= 5);
+      assert.ok((after.get('skiff_cni_operations_total{command="ADD",result="ok"}') ?? 0) >= 1);
 
       // SIGTERM: agents exit 0; Pods and the VIP keep working.
       for (const a of agents) a.child.kill("SIGTERM");

@@ -245,6 +245,7 @@ export class Lab implements AsyncDisposable {
   underlay!: LabHost;
   outside!: LabHost;
   #children = new Set<Deno.ChildProcess>();
+  #teardown: (() => Promise<void>)[] = [];
   #destroyed = false;
 
   constructor(readonly runId: string) {
@@ -314,10 +315,20 @@ export class Lab implements AsyncDisposable {
     return child;
   }
 
+  /**
+   * Registers a graceful cleanup (e.g. CNI DEL of Pods, stopping agents) that destroy() runs
+   * first, latest registered first, while the lab's processes and namespaces still exist; it
+   * runs on Ctrl-C too. Its errors are ignored: the kernel objects go by prefix afterwards.
+   */
+  onTeardown(fn: () => Promise<void>): void {
+    this.#teardown.push(fn);
+  }
+
   /** Removes everything of this run. Idempotent. */
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    for (const fn of this.#teardown.reverse()) await fn().catch(() => {});
     for (const child of this.#children) {
       try {
         child.kill("SIGKILL");
