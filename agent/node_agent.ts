@@ -18,7 +18,7 @@ import { type OverlayHandle, startOverlay } from "./overlay/overlay.ts";
 import type { SubnetStore } from "./overlay/subnet_store.ts";
 import { type ConflistOptions, writeConflist } from "./cni/conflist.ts";
 import { type CniServer, serveCni } from "./cni/server.ts";
-import { readServiceFile } from "./lb/service_file.ts";
+import { readServiceFile, type ServiceFileWatch, watchServiceFile } from "./lb/service_file.ts";
 import { BpfDataplane } from "./lb/bpf_dataplane.ts";
 import { summarizePinnedMap } from "./bpf/bpf_map.ts";
 import { chooseDataplane, type DataplaneChoice } from "./fallback/detect.ts";
@@ -175,7 +175,7 @@ async function fileStamp(path: string): Promise<string> {
 }
 
 function servicesComponent(config: AgentConfig, state: NodeState, log: Logger): Component {
-  let watcher: Deno.FsWatcher | undefined;
+  let watcher: ServiceFileWatch | undefined;
   let lastStamp = "";
   let unchangedSyncs = 0;
   return {
@@ -206,20 +206,10 @@ function servicesComponent(config: AgentConfig, state: NodeState, log: Logger): 
       };
     },
     watch(trigger) {
-      const dir = config.servicesFile.slice(0, config.servicesFile.lastIndexOf("/")) || "/";
-      const name = config.servicesFile.slice(config.servicesFile.lastIndexOf("/") + 1);
-      try {
-        Deno.mkdirSync(dir, { recursive: true });
-        watcher = Deno.watchFs(dir, { recursive: false });
-      } catch (error) {
-        log.warn("cannot watch the services file; relying on resync", { error });
-        return;
-      }
-      (async () => {
-        for await (const event of watcher!) {
-          if (event.paths.some((p) => p.endsWith(`/${name}`))) trigger();
-        }
-      })().catch(() => {});
+      watcher = watchServiceFile(config.servicesFile, trigger, {
+        onError: (error) =>
+          log.warn("watching the services file failed; relying on resync", { error }),
+      });
     },
     async close() {
       watcher?.close();

@@ -8,11 +8,12 @@
 import { REPO_ROOT } from "../bpf/build.ts";
 import { type CgroupHook, LoaderClient } from "../bpf/loader_client.ts";
 import type { Dataplane, SyncReport } from "../dataplane.ts";
-import type { ServiceSnapshot } from "./model.ts";
-import { parseSnapshot } from "./validate.ts";
-import { LB_MAP_NAMES, MAGLEV_M } from "./lb_abi.ts";
+import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
+import { parseServiceEntry, parseSnapshot } from "./validate.ts";
+import { LB_MAP_NAMES, MAGLEV_M, type StatsValue } from "./lb_abi.ts";
+import { frontendId } from "./map_plan.ts";
 import { LbMaps } from "./lb_maps.ts";
-import { LbReconciler, type LbSyncReport } from "./reconciler.ts";
+import { LbReconciler, type LbSyncReport, sameData } from "./reconciler.ts";
 
 /** Where and for whom the data plane runs. */
 export interface BpfDataplaneOptions {
@@ -22,6 +23,11 @@ export interface BpfDataplaneOptions {
   readonly cgroup?: string;
   /** Devices that get tc LB (ingress + egress), e.g. ["eth0"]. Default none. */
   readonly devices?: readonly string[];
+  /**
+   * Host-side devices of Pods whose cgroup has no socket LB: they get tc LB for every
+   * frontend (ClusterIPs too). More can be added later with attachPodDevice().
+   */
+  readonly podDevices?: readonly string[];
   /** Network namespace of the devices (/run/netns/NAME); default the loader's own. */
   readonly netns?: string;
   readonly nodeName: string;
@@ -36,10 +42,51 @@ export interface BpfDataplaneOptions {
 const CGROUP_HOOKS: readonly CgroupHook[] = ["connect4", "sendmsg4", "recvmsg4", "getpeername4"];
 const LINK_PREFIX = "lb-";
 
+function tcLinkName(where: "uplink" | "pod", direction: string, device: string): string {
+  return where === "uplink"
+    ? `${LINK_PREFIX}tc-${direction}-${device}`
+    : `${LINK_PREFIX}tc-pod-${direction}-${device}`;
+}
+
+/** Attaches tc LB ingress + egress to a device; returns the link names (for unwinding). */
+async function attachTc(
+  loader: LoaderClient,
+  options: BpfDataplaneOptions,
+  device: string,
+  where: "uplink" | "pod",
+): Promise<string[]> {
+  const links: string[] = [];
+  try {
+    for (const direction of ["ingress", "egress"] as const) {
+      const link = tcLinkName(where, direction, device);
+      await loader.attach({
+        kind: "tc",
+        pinDir: options.pinDir,
+        program: direction === "ingress" && where === "pod"
+          ? "tc_lb_pod_ingress"
+          : `tc_lb_${direction}`,
+        iface: device,
+        netns: options.netns,
+        direction,
+        link,
+      });
+      links.push(link);
+    }
+  } catch (error) {
+    for (const link of links) {
+      await loader.detach({ pinDir: options.pinDir, link }).catch(() => {});
+    }
+    throw error;
+  }
+  return links;
+}
+
 /** The eBPF data plane of one node. */
 export class BpfDataplane implements Dataplane {
   readonly kind = "bpf" as const;
   #closed = false;
+  /** The last accepted snapshot's entries as given and as parsed. */
+  #parsed = new Map<string, { input: ServiceEntry; parsed: ServiceEntry }>();
   /** What the last sync did, with the LB's detail. */
   lastReport: LbSyncReport | undefined;
 
@@ -83,19 +130,10 @@ export class BpfDataplane implements Dataplane {
         attached.push(link);
       }
       for (const device of options.devices ?? []) {
-        for (const direction of ["ingress", "egress"] as const) {
-          const link = `${LINK_PREFIX}tc-${direction}-${device}`;
-          await loader.attach({
-            kind: "tc",
-            pinDir: options.pinDir,
-            program: `tc_lb_${direction}`,
-            iface: device,
-            netns: options.netns,
-            direction,
-            link,
-          });
-          attached.push(link);
-        }
+        attached.push(...await attachTc(loader, options, device, "uplink"));
+      }
+      for (const device of options.podDevices ?? []) {
+        attached.push(...await attachTc(loader, options, device, "pod"));
       }
       const maps = LbMaps.open(options.pinDir, { maglevSize });
       return new BpfDataplane(
@@ -116,24 +154,86 @@ export class BpfDataplane implements Dataplane {
   }
 
   /**
+   * Per-frontend counters ("vip:port/proto" → new flows, translated packets/bytes, flows
+   * refused for want of a backend), summed over CPUs.
+   */
+  counters(): Map<string, StatsValue> {
+    const out = new Map<string, StatsValue>();
+    for (const [id, rn] of this.maps.revNat.readAll()) {
+      const sum = this.maps.stats.getSum(id);
+      if (sum) out.set(frontendId(rn.vip, rn.port, rn.proto), sum);
+    }
+    return out;
+  }
+
+  /** Gives a Pod's host-side device tc LB (for a Pod whose cgroup has no socket LB). */
+  async attachPodDevice(device: string): Promise<void> {
+    await using loader = await this.#loader();
+    await attachTc(loader, this.options, device, "pod");
+  }
+
+  /** Removes tc LB from a Pod's host-side device; a device that is gone is fine. */
+  async detachPodDevice(device: string): Promise<void> {
+    await using loader = await this.#loader();
+    for (const direction of ["ingress", "egress"]) {
+      await loader.detach({
+        pinDir: this.options.pinDir,
+        link: tcLinkName("pod", direction, device),
+      });
+    }
+  }
+
+  #loader(): Promise<LoaderClient> {
+    return LoaderClient.start(this.options.loaderPath ? { path: this.options.loaderPath } : {});
+  }
+
+  /**
    * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
    * then converges the maps.
    */
   // deno-lint-ignore require-await -- async so a validation error is a rejection, not a throw
   async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
     if (this.#closed) throw new Error("BpfDataplane is closed");
-    const valid = parseSnapshot(snapshot);
+    const { valid, parsed } = this.#validate(snapshot);
     this.lastReport = this.reconciler.sync(valid);
+    this.#parsed = parsed;
     return this.lastReport;
+  }
+
+  /**
+   * Validates every entry that differs from the last accepted snapshot (an unchanged one is
+   * not parsed again: at 10k Services a full parse costs more than the sync). What spans
+   * Services (a name or frontend used twice) is checked by the reconciler's plan, before any
+   * write.
+   */
+  #validate(snapshot: ServiceSnapshot): {
+    valid: ServiceSnapshot;
+    parsed: Map<string, { input: ServiceEntry; parsed: ServiceEntry }>;
+  } {
+    if (!snapshot || typeof snapshot !== "object" || !Array.isArray(snapshot.services)) {
+      return { valid: parseSnapshot(snapshot), parsed: new Map() };
+    }
+    const parsed = new Map<string, { input: ServiceEntry; parsed: ServiceEntry }>();
+    const services = snapshot.services.map((input, i) => {
+      const s = (input as { service?: { namespace?: unknown; name?: unknown } })?.service;
+      const prior = s ? this.#parsed.get(`${s.namespace}/${s.name}`) : undefined;
+      if (prior && sameData(prior.input, input)) {
+        parsed.set(serviceKey(prior.parsed.service), prior);
+        return prior.parsed;
+      }
+      const entry = parseServiceEntry(input, { path: `services[${i}]` });
+      // a private copy of the input: the caller may mutate its objects in place later
+      parsed.set(serviceKey(entry.service), { input: structuredClone(input), parsed: entry });
+      return entry;
+    });
+    return { valid: { services }, parsed };
   }
 
   /** Detaches the LB links and removes the LB programs and maps from the pin dir. */
   async uninstall(): Promise<void> {
     await this.close();
     const dir = this.options.pinDir;
-    await using loader = await LoaderClient.start(
-      this.options.loaderPath ? { path: this.options.loaderPath } : {},
-    );
+    await using loader = await this.#loader();
     const listed = await loader.list(dir);
     for (const link of listed.links) {
       if (link.name.startsWith(LINK_PREFIX)) await loader.detach({ pinDir: dir, link: link.name });

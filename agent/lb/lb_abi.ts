@@ -4,6 +4,7 @@
  * @module
  */
 import { type CodecValue, struct, u32le } from "../bpf/codec.ts";
+import { parseIpv4 } from "../net/ipv4.ts";
 import {
   LbAffinity,
   LbAffinityKey,
@@ -52,6 +53,16 @@ export const Ct = {
 
 /** Affinity client kinds (SKIFF_AFF_*). */
 export const AffinityKind = { IP: 0, NETNS: 1 } as const;
+
+/**
+ * The affinity `client_id` of an IPv4 client (SKIFF_AFF_IP): the datapath stores the __be32
+ * address in the low 32 bits of a host-order u64, i.e. its bytes in network order first.
+ */
+export function ipClientId(ip: string): bigint {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setUint32(0, parseIpv4(ip), false);
+  return new DataView(bytes.buffer).getBigUint64(0, true);
+}
 
 export const svcKey = LbSvcKey;
 export type SvcKey = CodecValue<typeof svcKey>;

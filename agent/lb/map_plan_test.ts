@@ -1,3 +1,4 @@
+/** The pure LB map plan: frontends per Service and node, stable ids, minimal and ordered diffs. */
 import assert from "node:assert/strict";
 import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
 import {

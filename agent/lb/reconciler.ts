@@ -9,7 +9,9 @@
 import type { SyncReport } from "../dataplane.ts";
 import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
 import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
+import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
+import { ServiceValidationError } from "./validate.ts";
 import {
   applyDiffInPlace,
   diffLb,
@@ -36,17 +38,59 @@ export interface LbSyncReport extends SyncReport {
 /** Reads the maps' current contents (Maglev tables by key only). */
 export function readLbState(maps: LbMaps): LbState {
   const services: [string, { key: SvcKey; value: SvcValue }][] = [];
-  for (const [key, value] of maps.services.entries()) {
+  // batch lookups: a chunk of entries per syscall (a restart reads every entry once)
+  for (const [key, value] of maps.services.readAll()) {
     services.push([svcKeyId(key), { key, value }]);
   }
   const config = maps.config.get(0);
   return makeLbState({
     services,
-    backends: maps.backends.entries(),
-    revNat: maps.revNat.entries(),
+    backends: maps.backends.readAll(),
+    revNat: maps.revNat.readAll(),
     maglevIds: maps.maglev.keys(),
     snatAddr: config && config.snat_addr !== "0.0.0.0" ? config.snat_addr : undefined,
   });
+}
+
+/** A sync that would not fit in the maps; thrown before anything is written. */
+export class LbCapacityError extends RangeError {
+  constructor(readonly map: string, readonly wanted: number, readonly max: number) {
+    super(
+      `Cannot sync: map "${map}" would need ${wanted} entries (new ones are written before old ones go), more than its ${max}; build with a larger size`,
+    );
+    this.name = "LbCapacityError";
+  }
+}
+
+/**
+ * Throws LbCapacityError when a map would overflow while `diff` is applied: new entries are
+ * written before old ones are deleted, so the peak is what is there plus what is new.
+ */
+export function checkCapacity(maps: LbMaps, state: LbState, diff: LbDiff): void {
+  const peak = (have: number, newOnes: number, map: { name: string; info(): MapInfo }) => {
+    const max = map.info().maxEntries;
+    if (have + newOnes > max) throw new LbCapacityError(map.name, have + newOnes, max);
+  };
+  peak(
+    state.services.size,
+    diff.serviceUpserts.filter(([k]) => !state.services.has(svcKeyId(k))).length,
+    maps.services,
+  );
+  peak(
+    state.backends.size,
+    diff.backendUpserts.filter(([id]) => !state.backends.has(id)).length,
+    maps.backends,
+  );
+  peak(
+    state.revNat.size,
+    diff.revNatUpserts.filter(([id]) => !state.revNat.has(id)).length,
+    maps.revNat,
+  );
+  peak(
+    state.maglevIds.size,
+    diff.maglevUpserts.filter(([id]) => !state.maglevIds.has(id)).length,
+    maps.maglev,
+  );
 }
 
 /** Applies a diff in make-before-break order; returns the map operations made. */
@@ -78,7 +122,7 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
   let purged = 0;
   if (removed.size > 0) {
     const keys = [];
-    for (const [key, value] of maps.ct.entries()) {
+    for (const [key, value] of maps.ct.readAll()) {
       if (key.proto === IPPROTO.UDP && removed.has(value.backend_id)) keys.push(key);
     }
     if (keys.length) purged += maps.ct.deleteBatch(keys).count;
@@ -87,7 +131,7 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
   const goneFrontends = new Set(diff.revNatDeletes);
   if (removed.size > 0 || changedFrontends.size > 0 || goneFrontends.size > 0) {
     const keys = [];
-    for (const [key, value] of maps.affinity.entries()) {
+    for (const [key, value] of maps.affinity.readAll()) {
       const allowed = diff.newFlowBackends.get(key.rev_nat_id);
       if (
         removed.has(value.backend_id) || goneFrontends.has(key.rev_nat_id) ||
@@ -156,6 +200,7 @@ export class LbReconciler {
       state = this.#state ?? readLbState(this.maps);
       const { plan, scope } = this.#plan(snapshot, full);
       diff = diffLb(plan, state, maglevSize, scope);
+      checkCapacity(this.maps, state, diff);
     } catch (error) {
       this.invalidate(); // nothing was written; start over from the maps next time
       throw error;
@@ -185,14 +230,18 @@ export class LbReconciler {
   /** The whole plan, and the scope of what changed since the last one (none when `full`). */
   #plan(snapshot: ServiceSnapshot, full: boolean): { plan: LbPlan; scope?: DiffScope } {
     const seen = new Set<string>();
-    const changed: [string, ServiceEntry][] = [];
-    for (const entry of snapshot.services) {
+    const changed: [string, ServiceEntry, number][] = [];
+    snapshot.services.forEach((entry, i) => {
       const key = serviceKey(entry.service);
+      if (seen.has(key)) {
+        throw new ServiceValidationError(`services[${i}]`, `Service ${key} is defined twice`);
+      }
       seen.add(key);
       const prior = this.#services.get(key);
-      if (!full && prior && sameData(prior.entry, entry)) continue;
-      changed.push([key, entry]);
-    }
+      // prior.entry is a private copy, so an entry mutated in place still counts as changed
+      if (!full && prior && sameData(prior.entry, entry)) return;
+      changed.push([key, entry, i]);
+    });
     const removed = [...this.#services.keys()].filter((k) => !seen.has(k));
     if (full) {
       this.#services.clear();
@@ -216,11 +265,16 @@ export class LbReconciler {
       this.#services.delete(key);
     }
     // …and put the new one in
-    for (const [key, entry] of changed) {
+    for (const [key, entry, i] of changed) {
       const part = planService(entry, this.node);
       for (const f of part.frontends) {
         const other = this.#frontends.get(f.id);
-        if (other) throw new TypeError(`${key}: frontend ${f.id} is also ${other.service}'s`);
+        if (other) {
+          throw new ServiceValidationError(
+            `services[${i}]`,
+            `duplicate frontend: ${f.id} of Service ${key} is already Service ${other.service}'s`,
+          );
+        }
       }
       for (const f of part.frontends) {
         this.#frontends.set(f.id, f);
@@ -232,7 +286,7 @@ export class LbReconciler {
         users.set(key, b);
         scopeBackends.add(b.id);
       }
-      this.#services.set(key, { entry, plan: part });
+      this.#services.set(key, { entry: structuredClone(entry), plan: part });
     }
     const backends = this.#backendsOf(full ? this.#backendUsers.keys() : scopeBackends);
     const plan: LbPlan = {

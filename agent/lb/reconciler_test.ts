@@ -7,7 +7,7 @@ import { loadForTest } from "../../tests/lb/prog_run.ts";
 import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
 import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
 import { LbMaps } from "./lb_maps.ts";
-import { LbReconciler, readLbState, sameData } from "./reconciler.ts";
+import { LbCapacityError, LbReconciler, readLbState, sameData } from "./reconciler.ts";
 
 const NODE = { nodeName: "n1", nodeIPs: ["192.168.100.11"] };
 
@@ -235,4 +235,53 @@ Deno.test("sameData() compares plain data deeply, ignoring undefined fields", ()
   assert.ok(!sameData({ a: 1 }, { a: 1, b: 2 }));
   assert.ok(!sameData([1], { 0: 1 }));
   assert.ok(!sameData(null, {}));
+});
+
+Deno.test("a sync that would overflow a map is refused before anything is written", async () => {
+  await using obj = await loadForTest("tc_lb", {
+    defines: { SKIFF_MAGLEV_M: 251, SKIFF_MAX_BACKENDS: 8 },
+  });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  r.sync(snap(web(), eps(6)));
+  // replacing all six needs room for twelve at the peak (make before break)
+  assert.throws(() => r.sync(snap(web(), eps(6, 100))), LbCapacityError);
+  assert.deepEqual(
+    [...maps.backends.entries()].map(([, b]) => b.addr).sort(),
+    eps(6).map((e) => e.ip).sort(),
+    "the maps still hold the previous state",
+  );
+  assert.equal(r.sync(snap(web(), eps(6))).operations, 0);
+});
+
+Deno.test("an entry changed in place (same object) is still seen as changed", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  const s = snap(web(), eps(2));
+  r.sync(s);
+  (s.services[0].endpoints as Endpoint[]).push(eps(1, 50)[0]);
+  assert.ok(r.sync(s).operations > 0);
+  assert.equal(new LbReconciler(maps, NODE).sync(s).operations, 0);
+});
+
+Deno.test("a Service listed twice or a frontend shared by two is refused before any write", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  r.sync(snap(web(), eps(2)));
+  const other = { ...web(), name: "other" };
+  assert.throws(
+    () =>
+      r.sync({
+        services: [{ service: web(), endpoints: eps(2) }, { service: other, endpoints: [] }],
+      }),
+    /duplicate frontend: 10\.96\.0\.10:80\/6/,
+  );
+  assert.throws(
+    () =>
+      r.sync({ services: [{ service: web(), endpoints: [] }, { service: web(), endpoints: [] }] }),
+    /defined twice/,
+  );
+  assert.equal(new LbReconciler(maps, NODE).sync(snap(web(), eps(2))).operations, 0);
 });

@@ -2,7 +2,10 @@
  * from outside the node). Ingress: a known flow is rewritten from its conntrack entry; a new
  * flow to a frontend gets a backend, DNAT, and SNAT to the node address when the backend is
  * remote and the policy is Cluster; replies to SNATed flows are reverse-translated. Egress:
- * replies from local backends get the frontend address back. */
+ * replies from local backends get the frontend address back. On a Pod's host-side device
+ * (Pods whose cgroup has no socket LB) ingress serves every frontend, ClusterIPs included,
+ * without SNAT: the reply is routed back to the Pod through this node, where egress (on the
+ * Pod's device) or ingress (on the backend Pod's device) turns it back. */
 #ifndef SKIFF_NODEPORT_H
 #define SKIFF_NODEPORT_H
 
@@ -16,6 +19,10 @@
 #include "conntrack.h"
 #include "lb.h"
 #include "nat.h"
+
+/* Where an ingress program sits. */
+#define LB_AT_UPLINK 0 /* the node's uplink: NodePort / external frontends, SNAT to remote backends */
+#define LB_AT_POD    1 /* a Pod's host-side device: every frontend, no SNAT (replies come back here) */
 
 /* How many SNAT ports are tried before a colliding flow is dropped. */
 #define SKIFF_SNAT_TRIES 8
@@ -164,7 +171,7 @@ static __always_inline __be16 lb_snat_port(const struct lb_pkt *pkt, const struc
 
 /* A new flow to a frontend served by tc LB: choose, record both directions, translate. */
 static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *pkt,
-				       const struct skiff_lb_svc *svc, __u64 now)
+				       const struct skiff_lb_svc *svc, __u64 now, int at)
 {
 	struct skiff_lb_affinity_key akey = {};
 	struct skiff_lb_backend *be = NULL;
@@ -188,7 +195,7 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *pkt
 		lb_count_no_backend(svc->rev_nat_id);
 		return TC_ACT_SHOT;
 	}
-	if (!(be->flags & SKIFF_BE_LOCAL) && !(svc->flags & SKIFF_SVC_LOCAL)) {
+	if (at == LB_AT_UPLINK && !(be->flags & SKIFF_BE_LOCAL) && !(svc->flags & SKIFF_SVC_LOCAL)) {
 		__u32 zero = 0;
 		struct skiff_lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
 
@@ -240,7 +247,7 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *pkt
 	return lb_apply_ct(skb, pkt, &fwd, 1);
 }
 
-static __always_inline int lb_tc_ingress(struct __sk_buff *skb)
+static __always_inline int lb_tc_ingress(struct __sk_buff *skb, int at)
 {
 	struct lb_pkt pkt;
 	struct skiff_lb_svc *svc;
@@ -258,8 +265,8 @@ static __always_inline int lb_tc_ingress(struct __sk_buff *skb)
 		return ret;
 	pkt.key.dir = SKIFF_CT_FWD;
 	svc = lb_lookup_service(pkt.key.daddr, pkt.key.dport, pkt.key.proto);
-	if (svc && (svc->flags & (SKIFF_SVC_EXTERNAL | SKIFF_SVC_NODEPORT)))
-		return lb_new_flow(skb, &pkt, svc, now);
+	if (svc && (at == LB_AT_POD || (svc->flags & (SKIFF_SVC_EXTERNAL | SKIFF_SVC_NODEPORT))))
+		return lb_new_flow(skb, &pkt, svc, now, at);
 	/* A direct connection reusing the ports of an old translated flow: drop the old flow's
 	 * reverse entry, or this connection's replies would be rewritten to the frontend. */
 	if (pkt.key.proto == IPPROTO_TCP && (pkt.tcp_flags & (CT_TCP_SYN | CT_TCP_ACK)) == CT_TCP_SYN) {

@@ -50,10 +50,15 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	rkey.cookie = cookie;
 	rkey.addr = be->addr;
 	rkey.port = be->port;
-	rval.vip = vip;
-	rval.port = port;
-	rval.rev_nat_id = svc->rev_nat_id;
-	bpf_map_update_elem(&lb_sock_rev, &rkey, &rval, BPF_ANY);
+	/* unconnected UDP comes through here per datagram: write only what is new */
+	struct skiff_lb_sock_rev *have = bpf_map_lookup_elem(&lb_sock_rev, &rkey);
+
+	if (!have || have->vip != vip || have->port != port) {
+		rval.vip = vip;
+		rval.port = port;
+		rval.rev_nat_id = svc->rev_nat_id;
+		bpf_map_update_elem(&lb_sock_rev, &rkey, &rval, BPF_ANY);
+	}
 	st = lb_stats_of(svc->rev_nat_id);
 	if (st)
 		st->new_flows++;

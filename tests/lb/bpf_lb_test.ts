@@ -1,11 +1,12 @@
 /**
  * eBPF-only Service behaviour in the lab: an agent process SIGKILLed during a connection loop
- * and restarted: no connection fails and the restart writes nothing to the maps.
+ * and restarted (no connection fails, the restart writes nothing to the maps), and a Pod
+ * outside the hooked cgroup served by tc LB on its host-side device.
  */
 import assert from "node:assert/strict";
 import { BpfDataplane, type BpfDataplaneOptions } from "../../agent/lb/bpf_dataplane.ts";
 import type { ServiceSnapshot } from "../../agent/lb/model.ts";
-import { createServiceWorld, service, WEB_PORTS } from "./service_world.ts";
+import { createServiceWorld, type ManyResult, service, WEB_PORTS } from "./service_world.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 // The running deno binary, not node_modules/.bin/deno: after `deno install` that is npm's Node
@@ -93,5 +94,72 @@ Deno.test({
     } finally {
       await Deno.remove(file);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "bpf: a Pod without socket LB reaches ClusterIP backends through tc LB on its device; uninstall removes it all",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using world = await createServiceWorld((_lab, node) =>
+      BpfDataplane.install({
+        pinDir: node.pinDir,
+        cgroup: node.cgroup,
+        devices: [node.uplink],
+        podDevices: ["vp10"], // the client Pod's host side (tests/fallback/lab_pods.ts naming)
+        netns: node.nsPath,
+        nodeName: node.name,
+        nodeIPs: [node.ip],
+      })
+    );
+    await world.dataplane.sync({
+      services: [{
+        service: service("web", { clusterIPs: ["10.96.0.10"], ports: WEB_PORTS }),
+        endpoints: world.endpoints("b1", "b2", "b3"),
+      }],
+    });
+    // not in the node's cgroup: socket LB does not see these sockets
+    const tcp = await world.startClient(world.client, "10.96.0.10", 80).cmd<ManyResult>(
+      "many TCP 30",
+    );
+    assert.equal(tcp.failures, 0);
+    assert.deepEqual(new Set(tcp.tags), new Set(["b1", "b2", "b3"]));
+    assert.deepEqual(new Set(tcp.peers), new Set(["10.96.0.10:80"]));
+    assert.ok(
+      tcp.seen.every((s) => s.startsWith(`${world.client.ip}:`)),
+      "no SNAT for a Pod client",
+    );
+    const udp = await world.startClient(world.client, "10.96.0.10", 53).cmd<ManyResult>(
+      "many UDP 30",
+    );
+    assert.equal(udp.failures, 0);
+    assert.deepEqual(new Set(udp.tags), new Set(["b1", "b2", "b3"]));
+    assert.deepEqual(new Set(udp.peers), new Set(["10.96.0.10:53"]));
+    const counters = (world.dataplane as BpfDataplane).counters();
+    const http = counters.get("10.96.0.10:80/6");
+    assert.ok(http && http.new_flows >= 30 && http.packets > 0, JSON.stringify(http));
+    // without tc LB on its device the same Pod cannot reach the ClusterIP
+    await (world.dataplane as BpfDataplane).detachPodDevice("vp10");
+    const none = await world.startClient(world.client, "10.96.0.10", 80).cmd<ManyResult>(
+      "many TCP 2",
+    );
+    assert.equal(none.failures, 2);
+
+    // uninstall takes every LB link, program and map out of the pin dir, and is idempotent
+    await world.dataplane.uninstall();
+    await world.dataplane.uninstall();
+    const left: string[] = [];
+    for (const sub of ["", "/links", "/progs"]) {
+      for await (const e of Deno.readDir(`${world.node.pinDir}${sub}`)) {
+        if (/^(lb[_-]|tc_lb|sock_lb)/.test(e.name)) left.push(`${sub}/${e.name}`);
+      }
+    }
+    assert.deepEqual(left, []);
+    const hooked = await world.startClient(world.client, "10.96.0.10", 80, true).cmd<ManyResult>(
+      "many TCP 2",
+    );
+    assert.equal(hooked.failures, 2, "no socket LB left on the cgroup");
   },
 });

@@ -5,6 +5,9 @@
 import assert from "node:assert/strict";
 import { BpfMap, PerCpuMap } from "../../agent/bpf/bpf_map.ts";
 import {
+  affinityKey,
+  AffinityKind,
+  affinityValue,
   BackendFlag,
   backendValue,
   configValue,
@@ -12,6 +15,7 @@ import {
   ctKey,
   ctValue,
   idKey,
+  ipClientId,
   IPPROTO,
   MAGLEV_M,
   maglevValue,
@@ -52,6 +56,7 @@ async function setup() {
   const ct = BpfMap.open(`${m}/lb_ct`, ctKey, ctValue);
   const config = BpfMap.open(`${m}/lb_config`, idKey, configValue);
   const stats = PerCpuMap.open(`${m}/lb_stats`, idKey, statsValue);
+  const affinity = BpfMap.open(`${m}/lb_affinity`, affinityKey, affinityValue);
   config.set(0, { snat_addr: NODE, flags: 0 });
   backends.set(1, { addr: LOCAL_BE, port: 8080, proto: IPPROTO.TCP, flags: BackendFlag.LOCAL });
   backends.set(2, { addr: REMOTE_BE, port: 8080, proto: IPPROTO.TCP, flags: 0 });
@@ -64,22 +69,23 @@ async function setup() {
     revNatId: number,
     backendId: number,
     flags: number,
+    affinityTimeout = 0,
   ) => {
     maglev.set(revNatId, { backend_id: new Uint32Array(MAGLEV_M).fill(backendId) });
     revNat.set(revNatId, { vip, port, proto });
     services.set({ vip, dport: port, proto, slot: 0 }, {
       backend_id: 0,
       rev_nat_id: revNatId,
-      affinity_timeout: 0,
+      affinity_timeout: affinityTimeout,
       count: backendId ? 1 : 0,
       flags,
     });
   };
   const close = async () => {
-    for (const x of [services, backends, revNat, maglev, ct, config, stats]) x.close();
+    for (const x of [services, backends, revNat, maglev, ct, config, stats, affinity]) x.close();
     await obj[Symbol.asyncDispose]();
   };
-  return { obj, services, backends, maglev, ct, stats, frontend, close };
+  return { obj, services, backends, maglev, ct, stats, affinity, frontend, close };
 }
 
 async function send(prog: string, spec: PacketSpec) {
@@ -319,6 +325,79 @@ Deno.test("tc LB drops a stale reverse entry when the client reuses its port dir
     });
     assert.equal(reply.pkt.src, LOCAL_BE, "a direct connection's reply is not rewritten");
     assert.equal(reply.pkt.sport, 8080);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("tc LB keeps a client on its affinity backend until the entry expires", async () => {
+  const t = await setup();
+  try {
+    t.frontend(NODE, 30080, TCP, 1, 1, SvcFlag.NODEPORT | SvcFlag.AFFINITY, 30);
+    const ingress = t.obj.prog("tc_lb_ingress");
+    const first = await send(ingress, {
+      proto: TCP,
+      src: CLIENT,
+      dst: NODE,
+      sport: 45000,
+      dport: 30080,
+      flags: SYN,
+    });
+    assert.equal(first.pkt.dst, LOCAL_BE);
+    // the table now says another backend, but the client sticks to the first one
+    t.backends.set(2, { addr: "10.244.1.9", port: 9090, proto: TCP, flags: BackendFlag.LOCAL });
+    t.maglev.set(1, { backend_id: new Uint32Array(MAGLEV_M).fill(2) });
+    const sticky = await send(ingress, {
+      proto: TCP,
+      src: CLIENT,
+      dst: NODE,
+      sport: 45001,
+      dport: 30080,
+      flags: SYN,
+    });
+    assert.equal(sticky.pkt.dst, LOCAL_BE);
+    const key = {
+      client_id: ipClientId(CLIENT),
+      rev_nat_id: 1,
+      kind: AffinityKind.IP,
+    };
+    const entry = t.affinity.get(key);
+    assert.equal(entry?.backend_id, 1);
+    // age the entry past its 30 s timeout: the next flow follows the table again
+    t.affinity.set(key, { last_used: 1n, backend_id: 1 });
+    const expired = await send(ingress, {
+      proto: TCP,
+      src: CLIENT,
+      dst: NODE,
+      sport: 45002,
+      dport: 30080,
+      flags: SYN,
+    });
+    assert.equal(expired.pkt.dst, "10.244.1.9");
+    assert.equal(t.affinity.get(key)?.backend_id, 2);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("tc LB treats an idle-expired flow as new", async () => {
+  const t = await setup();
+  try {
+    t.frontend(NODE, 30053, UDP, 3, 3, SvcFlag.NODEPORT);
+    const ingress = t.obj.prog("tc_lb_ingress");
+    const spec = { proto: UDP, src: CLIENT, dst: NODE, sport: 5000, dport: 30053 };
+    await send(ingress, spec);
+    const key = { saddr: CLIENT, daddr: NODE, sport: 5000, dport: 30053, proto: UDP, dir: Ct.FWD };
+    const live = t.ct.get(key)!;
+    // a UDP flow idle for longer than the UDP timeout is gone: the next datagram chooses again
+    t.backends.set(4, { addr: "10.244.1.8", port: 5353, proto: UDP, flags: BackendFlag.LOCAL });
+    t.maglev.set(3, { backend_id: new Uint32Array(MAGLEV_M).fill(4) });
+    const fresh = await send(ingress, spec);
+    assert.equal(fresh.pkt.dst, LOCAL_BE, "a live flow keeps its backend");
+    t.ct.set(key, { ...live, last_seen: 1n });
+    const after = await send(ingress, spec);
+    assert.equal(after.pkt.dst, "10.244.1.8");
+    assert.equal(t.ct.get(key)?.backend_id, 4);
   } finally {
     await t.close();
   }
