@@ -44,6 +44,8 @@ fi
 # Go modules of every Go module in the repo (the loader, the libcni driver the CNI tests build,
 # …), from the Go module proxy, pinned by each go.sum.
 command -v go >/dev/null || { echo "setup: go not found on PATH (Go >= 1.25 is needed)" >&2; exit 1; }
+# An older Go (>= 1.21) fetches the toolchain go.mod asks for from the Go module proxy.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 while IFS= read -r mod; do
   (cd "$(dirname "$mod")" && go mod download)
 done < <(find . \( -path ./node_modules -o -path ./build -o -path ./.git \) -prune -o -name go.mod -print)
