@@ -18,7 +18,7 @@ import {
   serviceKey,
   type ServiceSnapshot,
 } from "./model.ts";
-import { buildMaglevTable } from "./maglev.ts";
+import { buildMaglevTable, type MaglevBackend } from "./maglev.ts";
 import {
   BackendFlag,
   type BackendValue,
@@ -117,11 +117,43 @@ export interface DiffScope {
   readonly backends: ReadonlySet<string>;
 }
 
+/**
+ * What a Maglev table is built from. A diff names tables by source instead of holding them
+ * (64 KiB each: 10k of them would be 655 MB); the writer builds each one into a reused buffer
+ * just before writing it. Frontends with the same backends share one source object.
+ */
+export interface MaglevSource {
+  /** Backends (id and identity key), sorted by id; none means an all-zero table. */
+  readonly backends: readonly MaglevBackend[];
+  /** Table size (the build's SKIFF_MAGLEV_M). */
+  readonly size: number;
+}
+
+/** Builds the table of `source` (into `into` when given: a Uint32Array of source.size). */
+export function maglevTableOf(source: MaglevSource, into?: Uint32Array): Uint32Array {
+  if (source.backends.length > 0) return buildMaglevTable(source.backends, source.size, into);
+  if (!into) return new Uint32Array(source.size);
+  if (into.length !== source.size) {
+    throw new RangeError(`Maglev output buffer has ${into.length} slots, not ${source.size}`);
+  }
+  return into.fill(0);
+}
+
+/** Options of {@linkcode diffLb}. */
+export interface DiffOptions {
+  /**
+   * Asked, in a diff without scope, for each frontend whose table is in the maps and whose
+   * slots already name the planned backends: false makes the diff rewrite that table.
+   */
+  readonly tableMatches?: (revNatId: number, source: MaglevSource) => boolean;
+}
+
 /** Map writes in the order they must be applied (make before break). */
 export interface LbDiff {
   readonly backendUpserts: [number, BackendValue][];
   readonly revNatUpserts: [number, RevNatValue][];
-  readonly maglevUpserts: [number, Uint32Array][];
+  /** Tables to write, by source (frontends with the same backends share one). */
+  readonly maglevUpserts: [number, MaglevSource][];
   /** Backend slots (slot > 0) first, then frontends (slot 0): a frontend never names a missing slot. */
   readonly serviceUpserts: [SvcKey, SvcValue][];
   /** Frontends (slot 0) first, then slots. */
@@ -308,6 +340,7 @@ export function diffLb(
   state: LbState,
   maglevSize = MAGLEV_M,
   scope?: DiffScope,
+  options: DiffOptions = {},
 ): LbDiff {
   const changed = new Set<string>();
   const backendIds = new IdAllocator(state.backendIndex, (id) => state.backends.has(id));
@@ -339,7 +372,7 @@ export function diffLb(
   }
 
   const revNatUpserts: [number, RevNatValue][] = [];
-  const maglevUpserts: [number, Uint32Array][] = [];
+  const maglevUpserts: [number, MaglevSource][] = [];
   const slotUpserts: [SvcKey, SvcValue][] = [];
   const frontUpserts: [SvcKey, SvcValue][] = [];
   const frontDeletes: SvcKey[] = [];
@@ -347,7 +380,7 @@ export function diffLb(
   const revNatDeletes: number[] = [];
   const maglevDeletes: number[] = [];
   const newFlowBackends = new Map<number, Set<number>>();
-  const tables = new Map<string, Uint32Array>();
+  const tables = new Map<string, MaglevSource>();
   const wantedRevNat = new Set<number>();
   for (const fid of scope ? scope.frontends : plan.frontends.keys()) {
     const f = plan.frontends.get(fid);
@@ -380,19 +413,26 @@ export function diffLb(
     const slots = existingSlots(state, f.vip, f.port, f.proto);
     const have = slots.map((v) => v.backend_id).sort((a, b) => a - b);
     const sameSet = have.length === sortedIds.length && have.every((v, i) => v === sortedIds[i]);
-    if (!sameSet || !state.maglevIds.has(revNatId)) {
-      // frontends with the same backends (ports of one Service, ClusterIP and NodePort…)
-      // share one computation: a table costs milliseconds
+    // frontends with the same backends (ports of one Service, ClusterIP and NodePort…)
+    // share one source, so the writer builds their table once: a table costs milliseconds
+    const sourceOf = (): MaglevSource => {
       const tableKey = sortedIds.join(",");
-      let table = tables.get(tableKey);
-      if (!table) {
+      let source = tables.get(tableKey);
+      if (!source) {
         const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
-        table = sortedIds.length === 0
-          ? new Uint32Array(maglevSize)
-          : buildMaglevTable(sortedIds.map((id) => ({ id, key: keyOf.get(id)! })), maglevSize);
-        tables.set(tableKey, table);
+        source = {
+          backends: sortedIds.map((id) => ({ id, key: keyOf.get(id)! })),
+          size: maglevSize,
+        };
+        tables.set(tableKey, source);
       }
-      maglevUpserts.push([revNatId, table]);
+      return source;
+    };
+    if (
+      !sameSet || !state.maglevIds.has(revNatId) ||
+      (!scope && options.tableMatches && !options.tableMatches(revNatId, sourceOf()))
+    ) {
+      maglevUpserts.push([revNatId, sourceOf()]);
       changed.add(f.service);
     }
     const base = { vip: f.vip, dport: f.port, proto: f.proto };

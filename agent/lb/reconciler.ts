@@ -12,6 +12,7 @@ import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
 import { ServiceValidationError } from "./validate.ts";
+import { maglevTableMatches } from "./maglev.ts";
 import {
   applyDiffInPlace,
   diffLb,
@@ -20,6 +21,8 @@ import {
   type LbDiff,
   type LbPlan,
   type LbState,
+  type MaglevSource,
+  maglevTableOf,
   makeLbState,
   type NodeContext,
   type PlannedBackend,
@@ -98,9 +101,7 @@ export function applyLbDiff(maps: LbMaps, diff: LbDiff): number {
   // 1. what new entries will point to: backends, reverse NAT, Maglev tables
   if (diff.backendUpserts.length) maps.backends.updateBatch(diff.backendUpserts);
   if (diff.revNatUpserts.length) maps.revNat.updateBatch(diff.revNatUpserts);
-  for (const [id, table] of diff.maglevUpserts) {
-    maps.maglev.set(id, { backend_id: table });
-  }
+  writeMaglevTables(maps, diff.maglevUpserts);
   if (diff.snatAddr !== undefined) maps.config.set(0, { snat_addr: diff.snatAddr, flags: 0 });
   // 2. slots, then frontends
   if (diff.serviceUpserts.length) maps.services.updateBatch(diff.serviceUpserts);
@@ -111,6 +112,53 @@ export function applyLbDiff(maps: LbMaps, diff: LbDiff): number {
   if (diff.backendDeletes.length) maps.backends.deleteBatch(diff.backendDeletes);
   return diffOperations(diff);
 }
+
+/**
+ * Writes Maglev tables one at a time through one reused buffer: however many a sync writes,
+ * one table is alive in memory (a cold sync of 10k frontends would otherwise hold 655 MB).
+ * Frontends sharing a source get the table built once.
+ */
+export function writeMaglevTables(
+  maps: LbMaps,
+  upserts: readonly (readonly [number, MaglevSource])[],
+): void {
+  const bySource = new Map<MaglevSource, number[]>();
+  for (const [id, source] of upserts) {
+    const ids = bySource.get(source);
+    if (ids) ids.push(id);
+    else bySource.set(source, [id]);
+  }
+  let buffer: Uint32Array | undefined;
+  for (const [source, ids] of bySource) {
+    if (buffer?.length !== source.size) buffer = new Uint32Array(source.size);
+    const table = maglevTableOf(source, buffer);
+    for (const id of ids) maps.maglev.set(id, { backend_id: table });
+  }
+}
+
+/**
+ * Whether the table the maps hold for frontend `revNatId` is the one `source` builds, read
+ * one table at a time (a restart never holds all tables).
+ *
+ * It checks the table's shape, not its every slot (maglevTableMatches: the backends, their
+ * ⌊M/N⌋/⌈M/N⌉ share, and the first round of claims), because rebuilding every table to compare
+ * would make each restart as slow as a cold sync. That is enough for what can leave a wrong
+ * table behind: a table is written before the slots naming its backends (make before break),
+ * so a sync killed between the two leaves a table for another backend set (caught: a backend
+ * missing or extra, or shares that are off), and a table from a build with other hashes or
+ * key order gets other first-round slots. Only a table edited slot by slot by someone else
+ * could pass; nothing but this reconciler writes these maps.
+ */
+export function kernelTableMatches(maps: LbMaps, revNatId: number, source: MaglevSource): boolean {
+  if (source.size !== maps.maglevSize) return false;
+  if (readBuffer?.length !== source.size) readBuffer = new Uint32Array(source.size);
+  const bytes = new Uint8Array(readBuffer.buffer);
+  return maps.maglev.getRaw(revNatId, bytes) && maglevTableMatches(readBuffer, source.backends);
+}
+
+// One read buffer for kernelTableMatches: a restart reads every table once, one at a time
+// (64 KiB heap blocks per read would stay in the process as RSS).
+let readBuffer: Uint32Array | undefined;
 
 /**
  * Removes flows that would keep using a backend that is gone: UDP conntrack entries (TCP ones
@@ -199,7 +247,10 @@ export class LbReconciler {
     try {
       state = this.#state ?? readLbState(this.maps);
       const { plan, scope } = this.#plan(snapshot, full);
-      diff = diffLb(plan, state, maglevSize, scope);
+      // a full diff (start, or after an error) also checks the tables it would keep
+      diff = diffLb(plan, state, maglevSize, scope, {
+        tableMatches: (id, source) => kernelTableMatches(this.maps, id, source),
+      });
       checkCapacity(this.maps, state, diff);
     } catch (error) {
       this.invalidate(); // nothing was written; start over from the maps next time
