@@ -55,6 +55,47 @@ Deno.test("a new reconciler over the same maps keeps every id and writes nothing
   assert.deepEqual(readLbState(maps), before);
 });
 
+Deno.test("a restart rewrites exactly the Maglev tables that are wrong, nothing else", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const services = Array.from({ length: 4 }, (_, i) => ({
+    service: { ...web(), name: `s${i}`, clusterIPs: [`10.96.0.${10 + i}`] },
+    endpoints: eps(3 + i, 10 * i + 1),
+  }));
+  const s: ServiceSnapshot = { services };
+  new LbReconciler(maps, NODE).sync(s);
+  const ids = [...maps.revNat].sort(([a], [b]) => a - b).map(([id]) => id);
+  const good = new Map(ids.map((id) => [id, maps.maglev.get(id)!.backend_id]));
+  // a sync killed between a table and its slots leaves another set's table (here s1's in s0);
+  // a zeroed table; a table with one backend's slots given to another
+  maps.maglev.set(ids[0], { backend_id: good.get(ids[1])! });
+  maps.maglev.set(ids[2], { backend_id: new Uint32Array(251) });
+  const t3 = good.get(ids[3])!;
+  const other = t3.find((v) => v !== t3[0])!;
+  maps.maglev.set(ids[3], { backend_id: t3.map((v) => (v === t3[0] ? other : v)) });
+  const report = new LbReconciler(maps, NODE).sync(s);
+  assert.equal(report.operations, 3, "three tables rewritten, nothing else");
+  for (const id of ids) assert.deepEqual(maps.maglev.get(id)!.backend_id, good.get(id), `${id}`);
+  assert.equal(new LbReconciler(maps, NODE).sync(s).operations, 0);
+});
+
+Deno.test("frontends with the same backends get the same table, built once", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const service: Service = {
+    ...web(),
+    externalIPs: ["192.168.100.200"],
+    ports: [{ name: "", protocol: "TCP", port: 80, targetPort: 8080, nodePort: 30080 }],
+  };
+  const report = new LbReconciler(maps, NODE).sync(snap(service, eps(4)));
+  assert.ok(report.operations > 0);
+  const tables = [...maps.maglev].map(([, v]) => v.backend_id);
+  assert.equal(tables.length, 3, "ClusterIP, externalIP and NodePort");
+  assert.deepEqual(tables[1], tables[0]);
+  assert.deepEqual(tables[2], tables[0]);
+  assert.equal(new Set(tables[0]).size, 4);
+});
+
 Deno.test("a build with another SKIFF_MAGLEV_M gets tables of that size", async () => {
   await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
   using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
