@@ -4,10 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { loadForTest } from "../../tests/lb/prog_run.ts";
-import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
+import type { Endpoint, Service, ServiceEntry, ServiceSnapshot } from "./model.ts";
 import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
 import { LbMaps } from "./lb_maps.ts";
-import { LbCapacityError, LbReconciler, readLbState, sameData } from "./reconciler.ts";
+import {
+  LbCapacityError,
+  LbReconciler,
+  readLbState,
+  sameData,
+  samePlanInput,
+} from "./reconciler.ts";
 
 const NODE = { nodeName: "n1", nodeIPs: ["192.168.100.11"] };
 
@@ -276,6 +282,69 @@ Deno.test("sameData() compares plain data deeply, ignoring undefined fields", ()
   assert.ok(!sameData({ a: 1 }, { a: 1, b: 2 }));
   assert.ok(!sameData([1], { 0: 1 }));
   assert.ok(!sameData(null, {}));
+});
+
+Deno.test("samePlanInput() sees a change in every model field and ignores others", () => {
+  const full: ServiceEntry = {
+    service: {
+      ...web("UDP", true),
+      externalIPs: ["192.168.100.200"],
+      loadBalancerIPs: ["192.168.100.201"],
+      ports: [{ name: "dns", protocol: "UDP", port: 53, targetPort: 5353, nodePort: 30053 }],
+    },
+    endpoints: [{ ...eps(1)[0], ports: { dns: 5354 } }, { ...eps(1, 2)[0], terminating: true }],
+  };
+  assert.ok(samePlanInput(full, structuredClone(full)));
+  assert.ok(samePlanInput(full, { ...structuredClone(full), extra: 1 } as ServiceEntry));
+  // every leaf, changed alone in a copy, is a change
+  const leaves = (v: unknown, path: (string | number)[] = []): (string | number)[][] =>
+    typeof v === "object" && v !== null
+      ? Object.entries(v).flatMap(([k, x]) => leaves(x, [...path, Array.isArray(v) ? +k : k]))
+      : [path];
+  const paths = leaves(full);
+  assert.ok(paths.length >= 25, `${paths.length} leaves`);
+  for (const path of paths) {
+    const copy = structuredClone(full) as unknown as Record<string | number, unknown>;
+    let at = copy;
+    for (const k of path.slice(0, -1)) at = at[k] as Record<string | number, unknown>;
+    const last = path[path.length - 1];
+    const v = at[last];
+    at[last] = typeof v === "number" ? v + 1 : typeof v === "boolean" ? !v : `${v}x`;
+    assert.ok(!samePlanInput(full, copy as unknown as ServiceEntry), path.join("."));
+  }
+  // a list one longer, or a Service port without its nodePort
+  const more = structuredClone(full);
+  (more.endpoints as Endpoint[]).push(eps(1, 9)[0]);
+  assert.ok(!samePlanInput(full, more));
+  const noNodePort = structuredClone(full);
+  delete (noNodePort.service.ports[0] as { nodePort?: number }).nodePort;
+  assert.ok(!samePlanInput(full, noNodePort));
+});
+
+Deno.test("reordered, renamed, added and removed Services converge like a fresh sync", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const entry = (name: string, i: number): ServiceEntry => ({
+    service: { ...web(), name, clusterIPs: [`10.96.0.${10 + i}`] },
+    endpoints: eps(2, 10 * i + 1),
+  });
+  const r = new LbReconciler(maps, NODE);
+  r.sync({ services: [entry("a", 1), entry("b", 2), entry("c", 3)] });
+  const steps: ServiceSnapshot[] = [
+    { services: [entry("c", 3), entry("a", 1), entry("b", 2)] }, // reordered
+    { services: [entry("c", 3), entry("a", 1), entry("d", 2)] }, // b renamed d, same length
+    { services: [entry("a", 1), entry("e", 4)] }, // removed and added
+  ];
+  for (const step of steps) {
+    r.sync(step);
+    const state = readLbState(maps);
+    assert.equal(new LbReconciler(maps, NODE).sync(step).operations, 0);
+    assert.deepEqual(readLbState(maps), state);
+  }
+  assert.deepEqual(
+    [...maps.revNat].map(([, v]) => v.vip).sort(),
+    ["10.96.0.11", "10.96.0.14"],
+  );
 });
 
 Deno.test("a sync that would overflow a map is refused before anything is written", async () => {
