@@ -11,7 +11,7 @@ import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts"
 import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
-import { ServiceValidationError } from "./validate.ts";
+import { isFrozenEntry, ServiceValidationError } from "./validate.ts";
 import { maglevTableMatches } from "./maglev.ts";
 import {
   applyDiffInPlace,
@@ -193,8 +193,15 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
 
 /** One Service as last planned: its input and its share of the plan. */
 interface PlannedService {
+  /** The caller's entry when frozen all the way down (it cannot change), else a private copy. */
   readonly entry: ServiceEntry;
+  readonly frozen: boolean;
   readonly plan: ServicePlan;
+}
+
+/** Whether a Service's input is unchanged since it was planned as `prior`. */
+function unchanged(prior: PlannedService, entry: ServiceEntry): boolean {
+  return (prior.frozen && prior.entry === entry) || samePlanInput(prior.entry, entry);
 }
 
 /** Deep equality of plain JSON-like data (no allocation: cheaper than comparing JSON text). */
@@ -339,14 +346,14 @@ export class LbReconciler {
     // names are compared in place: no key strings, no set of names, nobody removed.
     let sameOrder = !full && this.#order.length === entries.length;
     for (let i = 0; sameOrder && i < entries.length; i++) {
-      const prior = this.#order[i].entry;
+      const prior = this.#order[i];
       const entry = entries[i];
       if (
-        prior.service.name !== entry.service.name ||
-        prior.service.namespace !== entry.service.namespace
+        prior.entry.service.name !== entry.service.name ||
+        prior.entry.service.namespace !== entry.service.namespace
       ) sameOrder = false;
-      // prior.entry is a private copy, so an entry mutated in place still counts as changed
-      else if (!samePlanInput(prior, entry)) changed.push([serviceKey(entry.service), entry, i]);
+      // prior.entry is frozen or a private copy: an entry mutated in place counts as changed
+      else if (!unchanged(prior, entry)) changed.push([serviceKey(entry.service), entry, i]);
     }
     if (!sameOrder) {
       changed = [];
@@ -358,7 +365,7 @@ export class LbReconciler {
         }
         seen.add(key);
         const prior = this.#services.get(key);
-        if (!full && prior && samePlanInput(prior.entry, entry)) return;
+        if (!full && prior && unchanged(prior, entry)) return;
         changed.push([key, entry, i]);
       });
       removed = [...this.#services.keys()].filter((k) => !seen.has(k));
@@ -406,7 +413,12 @@ export class LbReconciler {
         users.set(key, b);
         scopeBackends.add(b.id);
       }
-      this.#services.set(key, { entry: structuredClone(entry), plan: part });
+      const frozen = isFrozenEntry(entry);
+      this.#services.set(key, {
+        entry: frozen ? entry : structuredClone(entry),
+        frozen,
+        plan: part,
+      });
     }
     if (sameOrder) {
       for (const [key, , i] of changed) this.#order[i] = this.#services.get(key)!;
