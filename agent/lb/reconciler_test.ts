@@ -284,6 +284,21 @@ Deno.test("sameData() compares plain data deeply, ignoring undefined fields", ()
   assert.ok(!sameData(null, {}));
 });
 
+Deno.test("an id freed by one sync is the lowest free one for the next", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  const idOf = (ip: string) => [...maps.backends].find(([, b]) => b.addr === ip)?.[0];
+  r.sync(snap(web(), eps(4)));
+  const freed = idOf("10.244.1.2")!;
+  const four = [...eps(4)];
+  r.sync(snap(web(), [four[0], four[2], four[3]]));
+  r.sync(snap(web(), [four[0], four[2], four[3], eps(1, 9)[0]]));
+  assert.equal(idOf("10.244.1.9"), freed);
+  r.sync(snap(web(), [four[0], four[2], four[3], eps(1, 9)[0], eps(1, 10)[0]]));
+  assert.equal(idOf("10.244.1.10"), 5, "the next new one takes the lowest id never used");
+});
+
 Deno.test("samePlanInput() sees a change in every model field and ignores others", () => {
   const full: ServiceEntry = {
     service: {
