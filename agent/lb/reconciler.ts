@@ -199,6 +199,32 @@ interface PlannedService {
   readonly plan: ServicePlan;
 }
 
+/**
+ * The Services using one backend: almost always one, kept without a Map (at 100k backends a
+ * Map each costs ~15 MB); a Map from the second user on.
+ */
+type BackendUsers =
+  | { readonly service: string; readonly backend: PlannedBackend }
+  | Map<
+    string,
+    PlannedBackend
+  >;
+
+function addUser(all: Map<string, BackendUsers>, service: string, b: PlannedBackend): void {
+  const users = all.get(b.id);
+  if (users instanceof Map) users.set(service, b);
+  else if (!users || users.service === service) all.set(b.id, { service, backend: b });
+  else all.set(b.id, new Map([[users.service, users.backend], [service, b]]));
+}
+
+function removeUser(all: Map<string, BackendUsers>, id: string, service: string): void {
+  const users = all.get(id);
+  if (users instanceof Map) {
+    users.delete(service);
+    if (users.size === 0) all.delete(id);
+  } else if (users?.service === service) all.delete(id);
+}
+
 /** Whether a Service's input is unchanged since it was planned as `prior`. */
 function unchanged(prior: PlannedService, entry: ServiceEntry): boolean {
   return (prior.frozen && prior.entry === entry) || samePlanInput(prior.entry, entry);
@@ -290,8 +316,8 @@ export class LbReconciler {
   /** The last snapshot's Services, in its order. */
   #order: PlannedService[] = [];
   #frontends = new Map<string, PlannedFrontend>();
-  /** Backend identity -> (Service -> that Service's flags for it). */
-  #backendUsers = new Map<string, Map<string, PlannedBackend>>();
+  /** Backend identity -> the Services using it, with their flags for it. */
+  #backendUsers = new Map<string, BackendUsers>();
 
   constructor(readonly maps: LbMaps, readonly node: NodeContext) {}
 
@@ -386,7 +412,7 @@ export class LbReconciler {
         scopeFrontends.add(f.id);
       }
       for (const b of old.plan.backends) {
-        this.#backendUsers.get(b.id)?.delete(key);
+        removeUser(this.#backendUsers, b.id, key);
         scopeBackends.add(b.id);
       }
       this.#services.delete(key);
@@ -408,9 +434,7 @@ export class LbReconciler {
         scopeFrontends.add(f.id);
       }
       for (const b of part.backends) {
-        let users = this.#backendUsers.get(b.id);
-        if (!users) this.#backendUsers.set(b.id, users = new Map());
-        users.set(key, b);
+        addUser(this.#backendUsers, key, b);
         scopeBackends.add(b.id);
       }
       const frozen = isFrozenEntry(entry);
@@ -439,12 +463,9 @@ export class LbReconciler {
     const out = new Map<string, PlannedBackend>();
     for (const key of [...keys]) {
       const users = this.#backendUsers.get(key);
-      if (!users || users.size === 0) {
-        this.#backendUsers.delete(key);
-        continue;
-      }
+      if (!users) continue;
       let merged: PlannedBackend | undefined;
-      for (const b of users.values()) {
+      for (const b of users instanceof Map ? users.values() : [users.backend]) {
         merged = merged
           ? { id: key, value: { ...merged.value, flags: merged.value.flags | b.value.flags } }
           : b;

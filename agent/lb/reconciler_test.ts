@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { loadForTest } from "../../tests/lb/prog_run.ts";
 import type { Endpoint, Service, ServiceEntry, ServiceSnapshot } from "./model.ts";
-import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
+import { BackendFlag, Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
 import { LbMaps } from "./lb_maps.ts";
 import {
   LbCapacityError,
@@ -297,6 +297,26 @@ Deno.test("an id freed by one sync is the lowest free one for the next", async (
   assert.equal(idOf("10.244.1.9"), freed);
   r.sync(snap(web(), [four[0], four[2], four[3], eps(1, 9)[0], eps(1, 10)[0]]));
   assert.equal(idOf("10.244.1.10"), 5, "the next new one takes the lowest id never used");
+});
+
+Deno.test("a backend two Services share is terminating if either says so, gone with both", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  const a = { ...web(), name: "a" };
+  const b = { ...web(), name: "b", clusterIPs: ["10.96.0.11"] };
+  const ep = eps(1)[0];
+  const flags = () => [...maps.backends].map(([, v]) => v.flags);
+  r.sync({ services: [{ service: a, endpoints: [ep] }, { service: b, endpoints: [ep] }] });
+  assert.equal(maps.backends.count(), 1);
+  assert.deepEqual(flags(), [BackendFlag.LOCAL]);
+  const ending = { ...ep, ready: false, terminating: true };
+  r.sync({ services: [{ service: a, endpoints: [ep] }, { service: b, endpoints: [ending] }] });
+  assert.deepEqual(flags(), [BackendFlag.LOCAL | BackendFlag.TERMINATING]);
+  r.sync({ services: [{ service: a, endpoints: [ep] }] });
+  assert.deepEqual(flags(), [BackendFlag.LOCAL], "b's view went with b");
+  r.sync({ services: [{ service: a, endpoints: [] }] });
+  assert.equal(maps.backends.count(), 0);
 });
 
 Deno.test("samePlanInput() sees a change in every model field and ignores others", () => {
