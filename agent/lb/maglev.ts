@@ -106,15 +106,25 @@ export function maglevTableMatches(
   let maxId = 0;
   for (const b of sorted) maxId = Math.max(maxId, b.id);
   if (maxId >= 1 << 22) return false;
-  const slotOf = new Int32Array(maxId + 1).fill(-1);
-  sorted.forEach((b, i) => (slotOf[b.id] = i));
+  // id -> 1 + index in a reused array, cleared again after (no 4 × maxId bytes per call)
+  if (indexOfId.length <= maxId) {
+    indexOfId = new Int32Array(Math.max(maxId + 1, 2 * indexOfId.length));
+  }
+  const index = indexOfId;
+  sorted.forEach((b, i) => (index[b.id] = i + 1));
   const counts = new Int32Array(n);
+  let foreign = false;
   for (let c = 0; c < size; c++) {
     const id = table[c];
-    const i = id <= maxId ? slotOf[id] : -1;
-    if (i < 0) return false;
-    counts[i]++;
+    const i = id <= maxId ? index[id] : 0;
+    if (i === 0) {
+      foreign = true;
+      break;
+    }
+    counts[i - 1]++;
   }
+  for (const b of sorted) index[b.id] = 0;
+  if (foreign) return false;
   const low = Math.floor(size / n);
   for (let i = 0; i < n; i++) if (counts[i] !== low && counts[i] !== low + 1) return false;
   const claimed = new Set<number>();
@@ -128,6 +138,8 @@ export function maglevTableMatches(
   }
   return true;
 }
+
+let indexOfId = new Int32Array(1024);
 
 /** Equal weights: backends take one slot per turn (the hot path, kept branch-free). */
 function fill(
