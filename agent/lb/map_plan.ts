@@ -18,7 +18,7 @@ import {
   serviceKey,
   type ServiceSnapshot,
 } from "./model.ts";
-import { buildMaglevTable, type MaglevBackend } from "./maglev.ts";
+import { buildMaglevTable, isPrime, type MaglevBackend } from "./maglev.ts";
 import {
   BackendFlag,
   type BackendValue,
@@ -439,6 +439,15 @@ export function diffLb(
       const tableKey = sortedIds.join(",");
       let source = tables.get(tableKey);
       if (!source) {
+        // what buildMaglevTable would refuse is refused here, before anything is written
+        if (!isPrime(maglevSize)) {
+          throw new RangeError(`Maglev table size ${maglevSize} is not a prime`);
+        }
+        if (sortedIds.length >= maglevSize) {
+          throw new RangeError(
+            `${f.service}: frontend ${f.id} has ${sortedIds.length} backends, a Maglev table of ${maglevSize} holds fewer`,
+          );
+        }
         const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
         source = {
           backends: sortedIds.map((id) => ({ id, key: keyOf.get(id)! })),
