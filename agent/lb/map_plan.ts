@@ -7,8 +7,9 @@
  * ("10.244.1.5:8080/TCP"), not by id. `assignIds` gives each backend and frontend an id,
  * reusing the ids the maps already hold (ids live in the maps, never only in memory, so a
  * restarted agent finds the same ones) and never reusing an id freed in the same sync.
- * `diffLb` then compares entry by entry; a frontend's Maglev table is recomputed only when
- * its backend ids changed.
+ * `diffLb` then compares entry by entry; a frontend's Maglev table is rewritten only when its
+ * backend ids changed (or, in a full diff, when the caller finds the kernel's table wrong), and
+ * is named by its source, not built: the writer builds tables one at a time.
  * @module
  */
 import {
