@@ -13,5 +13,9 @@ timeout 120 go mod download "github.com/flannel-io/flannel@$VERSION"
 SRC="$(go env GOMODCACHE)/github.com/flannel-io/flannel@$VERSION"
 rm -rf "$OUT/src" && cp -r "$SRC" "$OUT/src" && chmod -R u+w "$OUT/src"
 sed -i '/pkg\/backend\/tencentvpc"/d' "$OUT/src/main.go"
+# flannel's udp backend is cgo: without a C compiler go drops cgo and the build fails. A fresh
+# node has no gcc, but has clang-19 (setup.sh installs it).
+if [ -z "${CC:-}" ] && ! command -v cc >/dev/null; then export CC=clang-19; fi
+export CGO_ENABLED=1
 (cd "$OUT/src" && timeout 600 nice go build -mod=mod -o ../bin/flanneld .)
 echo "built $OUT/bin/flanneld ($VERSION)"

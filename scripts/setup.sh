@@ -8,7 +8,7 @@ DEB_PACKAGES=(
   clang-19 llvm-19 libbpf-dev libbpf1 bpftool linux-libc-dev
   iproute2 iptables nftables ipset ipvsadm conntrack tcpdump socat iperf3 wrk
   etcd-server etcd-client containernetworking-plugins kmod procps util-linux
-  systemd iputils-ping netcat-openbsd curl ethtool
+  systemd iputils-ping netcat-openbsd curl ethtool python3
 )
 
 missing=()
@@ -24,22 +24,31 @@ fi
 
 # etcd's Debian package starts a system etcd where systemd runs; skiff's tests start their own.
 
+# Deno trusts only its bundled roots unless told otherwise; npm, Go and apt use the system store.
+# Trust both, so a machine whose TLS proxy CA is installed system-wide reaches the npm registry.
+export DENO_TLS_CA_STORE="${DENO_TLS_CA_STORE:-mozilla,system}"
+
 if [ ! -x node_modules/.bin/deno ] || [ package.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing Deno from npm" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 || npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-# Deno's npm: imports, cached from the npm registry per deno.lock.
-./node_modules/.bin/deno install --frozen >/dev/null 2>&1 || ./node_modules/.bin/deno install >/dev/null
+# Deno's npm: imports, cached from the npm registry per deno.lock. A failed install also removes
+# node_modules/.bin/deno, so say why here rather than fail later with "No such file".
+if ! out=$(./node_modules/.bin/deno install --frozen 2>&1); then
+  echo "setup: deno install --frozen failed; retrying without --frozen. It said:" >&2
+  sed -e 's/\x1b\[[0-9;]*m//g' <<<"$out" | tail -8 >&2
+  ./node_modules/.bin/deno install >/dev/null
+fi
 
-# Go modules (loader), from the Go module proxy, pinned by go.sum.
-if [ -f bpf/loader/go.mod ]; then
-  (cd bpf/loader && go mod download)
-fi
-# The libcni driver the CNI tests build (containernetworking/cni, pinned by its go.sum).
-if [ -f tests/cni/libcni/go.mod ]; then
-  (cd tests/cni/libcni && go mod download)
-fi
+# Go modules of every Go module in the repo (the loader, the libcni driver the CNI tests build,
+# …), from the Go module proxy, pinned by each go.sum.
+command -v go >/dev/null || { echo "setup: go not found on PATH (Go >= 1.25 is needed)" >&2; exit 1; }
+# An older Go (>= 1.21) fetches the toolchain go.mod asks for from the Go module proxy.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+while IFS= read -r mod; do
+  (cd "$(dirname "$mod")" && go mod download)
+done < <(find . \( -path ./node_modules -o -path ./build -o -path ./.git \) -prune -o -name go.mod -print)
 
 # bpffs, needed by the loader and the FFI bridge.
 if ! mountpoint -q /sys/fs/bpf; then

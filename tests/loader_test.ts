@@ -502,3 +502,80 @@ Deno.test("bad inputs give structured errors: unknown op, bad JSON, wrong protoc
   const error = await rejection(loader.request("explode"));
   assert.equal(error.code, "unknown_op");
 });
+
+Deno.test("run_iter: the sock_destroy iterator destroys a listed connected UDP socket, in the netns it runs in", async () => {
+  await using lab = await createLab({ nodes: 1, outside: false });
+  const node = lab.nodes[0];
+  await using loader = await start();
+  await loader.load({ object: built.sockDestroy, pinDir: node.pinDir });
+  // a connected UDP socket in the node's netns (connect sends nothing), waiting for an error
+  const child = lab.spawn(node, [
+    "/usr/bin/python3",
+    "-c",
+    `import socket, errno
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("192.168.100.1", 9999))
+s.settimeout(15)
+print(s.getsockname()[1], flush=True)
+try:
+    s.recv(64)
+    print("no error")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))`,
+  ]);
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const first = await lines.read();
+  const port = Number(String(first.value).trim());
+  assert.ok(port > 0, `client printed ${first.value}`);
+
+  const unlisted = await loader.runIter({
+    pinDir: node.pinDir,
+    program: "sock_destroy_udp",
+    netns: node.nsPath,
+  });
+  assert.deepEqual([unlisted.bytes, unlisted.output], [0, ""], "nothing listed: nothing destroyed");
+  // 192.168.100.1:9999/UDP (struct skiff_lb_backend: addr, port in network order, proto, 0)
+  await run([
+    "bpftool",
+    "map",
+    "update",
+    "pinned",
+    `${node.pinDir}/lb_sock_purge`,
+    "key",
+    "hex",
+    ...hexArgs(Uint8Array.of(192, 168, 100, 1, 0x27, 0x0f, 17, 0)),
+    "value",
+    "1",
+  ]);
+  const here = await loader.runIter({ pinDir: node.pinDir, program: "sock_destroy_udp" });
+  assert.equal(here.bytes, 0, "the loader's own netns does not hold the socket");
+  const there = await loader.runIter({
+    pinDir: node.pinDir,
+    program: "sock_destroy_udp",
+    netns: node.nsPath,
+  });
+  assert.equal(there.output, `${node.ip}:${port} 192.168.100.1:9999\n`);
+  assert.equal(there.truncated, false);
+  // the client exits right after its error line (or after its own 15 s timeout)
+  let text = "";
+  for (let r = await lines.read(); !r.done; r = await lines.read()) text += r.value;
+  assert.equal(text.trim(), "ECONNABORTED", `client said ${JSON.stringify(text)}`);
+  await lines.cancel().catch(() => {});
+
+  // structured errors
+  const bad = (fields: object) => rejection(loader.request("run_iter", fields));
+  const noNetns = await bad({
+    pinDir: node.pinDir,
+    program: "sock_destroy_udp",
+    netns: `/run/netns/${lab.prefix}zz`,
+  });
+  assert.deepEqual([noNetns.code, noNetns.errno], ["not_found", "ENOENT"]);
+  const noProgram = await bad({ pinDir: node.pinDir, program: "not_loaded" });
+  assert.deepEqual([noProgram.code, noProgram.object], ["not_found", "not_loaded"]);
+  await loader.load({ object: built.counter, pinDir: node.pinDir });
+  const notIter = await bad({ pinDir: node.pinDir, program: "count_ingress" });
+  assert.equal(notIter.code, "bad_request");
+  assert.match(notIter.message, /SchedCLS/);
+  const badMax = await bad({ pinDir: node.pinDir, program: "sock_destroy_udp", maxBytes: -1 });
+  assert.equal(badMax.code, "bad_request");
+});

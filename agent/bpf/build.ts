@@ -36,6 +36,7 @@ export const BPF_PROGRAMS: readonly BpfProgramSpec[] = [
   { name: "counter", sources: ["counter_maps.c", "counter.c"] },
   { name: "tc_lb", sources: ["tc_lb.c"] },
   { name: "sock_lb", sources: ["sock_lb.c"] },
+  { name: "sock_destroy", sources: ["sock_destroy.c"] },
 ];
 
 /** Where the repository's top level is (this file is agent/bpf/build.ts). */

@@ -211,6 +211,31 @@ export interface RemoveResult {
   readonly detached: number;
 }
 
+/** `run_iter`: run a pinned iterator program (SEC("iter/...")) once, reading it to the end. */
+export interface RunIterRequest {
+  readonly pinDir: string;
+  /** An iterator program pinned by `load` (under `<pinDir>/progs/`). */
+  readonly program: string;
+  /**
+   * Netns path (/run/netns/NAME, /proc/PID/ns/net) to open the iterator in: a socket iterator
+   * walks that namespace's sockets. Default the loader's own.
+   */
+  readonly netns?: string;
+  /** Bound on the output read; default 1 MiB. */
+  readonly maxBytes?: number;
+}
+
+export interface RunIterResult {
+  readonly program: string;
+  readonly netns: string;
+  /** Bytes the iterator printed (at most maxBytes). */
+  readonly bytes: number;
+  /** What it printed, as text. */
+  readonly output: string;
+  /** True when the output hit maxBytes and the rest of the walk was not done. */
+  readonly truncated: boolean;
+}
+
 /** Options for {@linkcode LoaderClient.start}. */
 export interface LoaderClientOptions {
   /** The loader binary. Default {@linkcode DEFAULT_LOADER_PATH}. */
@@ -331,6 +356,11 @@ export class LoaderClient implements AsyncDisposable {
 
   list(pinDir: string): Promise<ListResult> {
     return this.request<ListResult>("list", { pinDir });
+  }
+
+  /** Runs a pinned iterator program once (e.g. sock_destroy_udp) and returns what it printed. */
+  runIter(request: RunIterRequest): Promise<RunIterResult> {
+    return this.request<RunIterResult>("run_iter", request);
   }
 
   /** Detaches every link under the pin dir and removes it with all its pins. */

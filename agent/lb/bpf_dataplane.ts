@@ -10,10 +10,25 @@ import { type CgroupHook, LoaderClient } from "../bpf/loader_client.ts";
 import type { Dataplane, SyncReport } from "../dataplane.ts";
 import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
 import { parseServiceEntry, parseSnapshot } from "./validate.ts";
-import { LB_MAP_NAMES, MAGLEV_M, type StatsValue } from "./lb_abi.ts";
+import { IPPROTO, LB_MAP_NAMES, MAGLEV_M, type StatsValue } from "./lb_abi.ts";
 import { frontendId } from "./map_plan.ts";
 import { LbMaps } from "./lb_maps.ts";
 import { LbReconciler, type LbSyncReport, sameData } from "./reconciler.ts";
+import {
+  purgeUdpSockets,
+  SOCK_DESTROY_PROGRAM,
+  SOCK_PURGE_MAP,
+  type UdpPurgeReport,
+} from "./udp_socket_purge.ts";
+
+/** A sync's report with the eBPF data plane's detail. */
+export interface BpfSyncReport extends LbSyncReport {
+  /**
+   * The connected UDP sockets destroyed because their backend was removed (socket LB only;
+   * undefined when nothing needed it).
+   */
+  readonly udpSockets?: UdpPurgeReport;
+}
 
 /** Where and for whom the data plane runs. */
 export interface BpfDataplaneOptions {
@@ -88,7 +103,7 @@ export class BpfDataplane implements Dataplane {
   /** The last accepted snapshot's entries as given and as parsed. */
   #parsed = new Map<string, { input: ServiceEntry; parsed: ServiceEntry }>();
   /** What the last sync did, with the LB's detail. */
-  lastReport: LbSyncReport | undefined;
+  lastReport: BpfSyncReport | undefined;
 
   private constructor(
     readonly options: BpfDataplaneOptions,
@@ -109,7 +124,8 @@ export class BpfDataplane implements Dataplane {
     const attached: string[] = [];
     try {
       let maglevSize = MAGLEV_M;
-      for (const name of ["tc_lb", "sock_lb"]) {
+      // sock_destroy: the iterator that destroys connected UDP sockets of removed backends
+      for (const name of ["tc_lb", "sock_lb", "sock_destroy"]) {
         const loaded = await loader.load({
           object: `${objects}/${name}.o`,
           pinDir: options.pinDir,
@@ -191,12 +207,22 @@ export class BpfDataplane implements Dataplane {
    * Validates the snapshot (a bad one throws ServiceValidationError and changes nothing),
    * then converges the maps.
    */
-  // deno-lint-ignore require-await -- async so a validation error is a rejection, not a throw
   async sync(snapshot: ServiceSnapshot): Promise<SyncReport> {
     if (this.#closed) throw new Error("BpfDataplane is closed");
     const { valid, parsed } = this.#validate(snapshot);
-    this.lastReport = this.reconciler.sync(valid);
+    const report: BpfSyncReport = this.reconciler.sync(valid);
+    this.lastReport = report;
     this.#parsed = parsed;
+    // The maps already send no new flow to a removed backend; a connected UDP socket of a
+    // hooked process would still (connect4 ran once), so destroy it: the app reconnects.
+    const cgroup = this.options.cgroup;
+    if (cgroup && report.removedBackends.some((b) => b.proto === IPPROTO.UDP)) {
+      const udpSockets = await purgeUdpSockets(
+        { pinDir: this.options.pinDir, cgroup, loaderPath: this.options.loaderPath },
+        report.removedBackends,
+      );
+      this.lastReport = { ...report, udpSockets };
+    }
     return this.lastReport;
   }
 
@@ -239,11 +265,16 @@ export class BpfDataplane implements Dataplane {
       if (link.name.startsWith(LINK_PREFIX)) await loader.detach({ pinDir: dir, link: link.name });
     }
     for (const p of listed.programs) {
-      if (p.name.startsWith("tc_lb_") || p.name.startsWith("sock_lb_")) {
+      if (
+        p.name.startsWith("tc_lb_") || p.name.startsWith("sock_lb_") ||
+        p.name === SOCK_DESTROY_PROGRAM
+      ) {
         await Deno.remove(p.pin).catch(() => {});
       }
     }
-    for (const name of LB_MAP_NAMES) await Deno.remove(`${dir}/${name}`).catch(() => {});
+    for (const name of [...LB_MAP_NAMES, SOCK_PURGE_MAP]) {
+      await Deno.remove(`${dir}/${name}`).catch(() => {});
+    }
   }
 
   /** Closes the map fds; programs, links and maps stay (traffic keeps flowing). */

@@ -8,7 +8,7 @@
  */
 import type { SyncReport } from "../dataplane.ts";
 import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts";
-import { IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
+import { type BackendValue, IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
 import { isFrozenEntry, ServiceValidationError } from "./validate.ts";
@@ -36,6 +36,11 @@ import {
 export interface LbSyncReport extends SyncReport {
   /** Conntrack and affinity entries removed for removed backends. */
   readonly purged: number;
+  /**
+   * Backends this sync deleted from the maps (no Service uses them any more), as they were:
+   * the data plane destroys connected UDP sockets that still point at them.
+   */
+  readonly removedBackends: readonly BackendValue[];
 }
 
 /** Reads the maps' current contents (Maglev tables by key only). */
@@ -342,6 +347,10 @@ export class LbReconciler {
     }
     // forget the cache if a write fails half-way: the next sync reads the maps again
     this.#state = undefined;
+    const removedBackends = diff.backendDeletes.flatMap((id) => {
+      const backend = state.backends.get(id);
+      return backend ? [backend] : [];
+    });
     const operations = applyLbDiff(this.maps, diff);
     applyDiffInPlace(state, diff);
     this.#state = state;
@@ -351,6 +360,7 @@ export class LbReconciler {
       operations,
       changedServices: diff.changedServices.size,
       purged,
+      removedBackends,
     };
   }
 

@@ -193,6 +193,11 @@ Deno.test("removing a backend purges its UDP flows and affinity, keeps its TCP f
     services: both.services.map((e) => ({ ...e, endpoints: eps(1) })),
   });
   assert.equal(report.purged, 2);
+  assert.deepEqual(
+    report.removedBackends.map((b) => `${b.addr}:${b.port}/${b.proto}`).sort(),
+    ["10.244.1.2:8080/17", "10.244.1.2:8080/6"],
+    "the report names the removed backends (for the socket purge)",
+  );
   assert.equal(maps.ct.get(udpFlow), undefined, "UDP flow of the removed backend is purged");
   assert.ok(maps.ct.get(udpOther), "other UDP flows stay");
   assert.ok(maps.ct.get(tcpFlow), "TCP flows of the removed backend finish on their own");

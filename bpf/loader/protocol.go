@@ -17,6 +17,8 @@
 //	detach pinDir, link                     → link, detached
 //	list   pinDir                           → pinDir, maps[], programs[], links[]
 //	remove pinDir                           → pinDir, removed, detached
+//	run_iter pinDir, program, netns?,       → program, netns, bytes, output, truncated
+//	       maxBytes?
 //
 // agent/bpf/loader_client.ts mirrors this file; change both together and bump
 // ProtocolVersion on any incompatible change.
@@ -174,12 +176,13 @@ var handlers map[string]handler
 // init fills handlers (a plain initializer would be a cycle: hello lists the ops).
 func init() {
 	handlers = map[string]handler{
-		"hello":  opHello,
-		"load":   opLoad,
-		"attach": opAttach,
-		"detach": opDetach,
-		"list":   opList,
-		"remove": opRemove,
+		"hello":    opHello,
+		"load":     opLoad,
+		"attach":   opAttach,
+		"detach":   opDetach,
+		"list":     opList,
+		"remove":   opRemove,
+		"run_iter": opRunIter,
 	}
 }
 

@@ -78,3 +78,16 @@ func TestPinNames(t *testing.T) {
 		}
 	}
 }
+
+func TestRunIterRefusesBadFieldsBeforeTouchingTheKernel(t *testing.T) {
+	for _, line := range []string{
+		`{"v":1,"id":1,"op":"run_iter","pinDir":"/sys/fs/bpf","program":"p","maxBytes":-1}`,
+		`{"v":1,"id":1,"op":"run_iter","pinDir":"/sys/fs/bpf","program":"p","netns":"run/netns/x"}`,
+		`{"v":1,"id":1,"op":"run_iter","pinDir":"/sys/fs/bpf","program":"a/b"}`,
+		`{"v":1,"id":1,"op":"run_iter","pinDir":"/sys/fs/bpf","program":"p","iface":"eth0"}`,
+	} {
+		if resp := decode(t, line); errorCode(resp) != codeBadRequest {
+			t.Errorf("%s: want bad_request, got %v", line, resp)
+		}
+	}
+}

@@ -110,6 +110,19 @@ export function skiffIn(nsPath: string, args: string[], stdin?: string): Promise
   });
 }
 
+/**
+ * Kills what runs in a Pod's netns (its socat server). A kept lab's servers belong to a demo
+ * process that has exited; once the netns is deleted nothing would find them again.
+ */
+async function killPodProcesses(pod: string): Promise<void> {
+  const out = await run(["ip", "netns", "pids", pod], { allowFailure: true });
+  for (const pid of out.stdout.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
@@ -141,6 +154,7 @@ export async function teardown(
     const errors: string[] = [];
     for (const pod of state.pods) {
       const node = nodeByName.get(pod.node)!;
+      await killPodProcesses(pod.name);
       try {
         if (await delPod(pod.name, podDriver(state, node))) n++;
       } catch (error) {

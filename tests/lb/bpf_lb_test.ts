@@ -9,7 +9,9 @@ import type { ServiceSnapshot } from "../../agent/lb/model.ts";
 import { createServiceWorld, type ManyResult, service, WEB_PORTS } from "./service_world.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const DENO = `${ROOT}node_modules/.bin/deno`;
+// The running deno binary, not node_modules/.bin/deno: after `deno install` that is npm's Node
+// wrapper, and a SIGKILL to it leaves the real deno running (orphaned, never killed).
+const DENO = Deno.execPath();
 const FIXTURE = `${ROOT}tests/lb/lb_agent_fixture.ts`;
 
 function startAgent(options: BpfDataplaneOptions, snapshotFile: string) {

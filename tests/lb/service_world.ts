@@ -10,7 +10,9 @@ import { createLab, type Lab, type LabHost, type LabNode } from "../lab/lab.ts";
 import { addPod, routePodSubnets } from "../fallback/lab_pods.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const DENO = `${ROOT}node_modules/.bin/deno`;
+// The running deno binary, not node_modules/.bin/deno: after `deno install` that is npm's Node
+// wrapper, and a SIGKILL to it leaves the real deno running (orphaned, never killed).
+const DENO = Deno.execPath();
 const PEER = `${ROOT}tests/lb/peers/lb_peer.ts`;
 
 /** Backend Pods listen here. */
