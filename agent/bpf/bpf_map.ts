@@ -374,6 +374,25 @@ export abstract class MapHandle<K, W> implements Disposable {
     return this.#value.decode(this.#valueView, 0);
   }
 
+  /**
+   * Copies the raw value bytes at `key` into `out` (exactly the value size) without decoding:
+   * false when there is none. For reading many large values (64 KiB Maglev rows) through one
+   * buffer instead of a new one per get().
+   */
+  getRaw(key: K, out: Uint8Array): boolean {
+    const fd = this.#live("look up");
+    if (out.length !== this.#value.size) {
+      throw new RangeError(
+        `getRaw on map "${this.#name}" needs a buffer of ${this.#value.size} bytes, got ${out.length}`,
+      );
+    }
+    this.#key.encode(key, this.#keyView, 0);
+    const rc = this.#lib.bpf_map_lookup_elem(fd, this.#keyBuf, out);
+    if (rc === -Errno.ENOENT) return false;
+    if (rc < 0) this.#fail(rc, "look up");
+    return true;
+  }
+
   /** Creates or replaces the value at `key`, as `flag` allows (default UpdateFlag.ANY). */
   set(key: K, value: W, flag: UpdateFlag = UpdateFlag.ANY): void {
     const fd = this.#live("update");

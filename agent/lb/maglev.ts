@@ -42,11 +42,14 @@ export function isPrime(n: number): boolean {
  * not depend on the order of `backends`. With no backends it returns an empty array (nothing
  * to choose from: the data plane must treat the service as having no backend).
  * Throws RangeError when size is not a prime greater than the number of backends, and
- * TypeError on duplicate keys or ids, bad ids or bad weights.
+ * TypeError on duplicate keys or ids, bad ids or bad weights. With `into` (a Uint32Array of
+ * `size`), the table is written there and `into` is returned: a caller that writes tables to a
+ * map and drops them reuses one buffer instead of allocating 64 KiB per table.
  */
 export function buildMaglevTable(
   backends: readonly MaglevBackend[],
   size: number = DEFAULT_MAGLEV_TABLE_SIZE,
+  into?: Uint32Array,
 ): Uint32Array {
   if (!isPrime(size)) throw new RangeError(`Maglev table size ${size} is not a prime`);
   if (backends.length >= size) {
@@ -58,6 +61,9 @@ export function buildMaglevTable(
   const weights = sorted.map((b) => b.weight ?? 1);
   const maxWeight = Math.max(0, ...weights);
   if (sorted.length === 0) return new Uint32Array(0);
+  if (into !== undefined && into.length !== size) {
+    throw new RangeError(`Maglev output buffer has ${into.length} slots, not ${size}`);
+  }
   if (maxWeight === 0) throw new TypeError("Maglev backends all have weight 0");
 
   const n = sorted.length;
@@ -73,21 +79,78 @@ export function buildMaglevTable(
     gain[i] = weights[i] / maxWeight;
   }
 
+  const table = into ?? new Uint32Array(size);
   return gain.every((g) => g === 1)
-    ? fill(size, position, skip, ids)
-    : fillWeighted(size, position, skip, ids, gain);
+    ? fill(table, position, skip, ids)
+    : fillWeighted(table, position, skip, ids, gain);
 }
+
+/**
+ * Whether `table` can be the table `buildMaglevTable(backends, table.length)` builds, without
+ * building it (a build costs ~0.5 ms; this reads the table once). True when every slot names
+ * one of the backends, each backend holds ⌊M/N⌋ or ⌈M/N⌉ slots, and each backend holds the
+ * slot it claims in the first round (its first preferred slot not claimed by a backend before
+ * it in key order), which pins the permutation hashes and the key order. Equal weights only:
+ * with any other weight (or none) it answers false, and the caller rebuilds.
+ */
+export function maglevTableMatches(
+  table: Uint32Array,
+  backends: readonly MaglevBackend[],
+): boolean {
+  const size = table.length;
+  const n = backends.length;
+  if (n === 0) return table.every((v) => v === 0);
+  if (n >= size || backends.some((b) => (b.weight ?? 1) !== 1)) return false;
+  const sorted = checkedAndSorted(backends);
+  // ids index a count array when small (they are: map ids are handed out lowest first)
+  let maxId = 0;
+  for (const b of sorted) maxId = Math.max(maxId, b.id);
+  if (maxId >= 1 << 22) return false;
+  // id -> 1 + index in a reused array, cleared again after (no 4 × maxId bytes per call)
+  if (indexOfId.length <= maxId) {
+    indexOfId = new Int32Array(Math.max(maxId + 1, 2 * indexOfId.length));
+  }
+  const index = indexOfId;
+  sorted.forEach((b, i) => (index[b.id] = i + 1));
+  const counts = new Int32Array(n);
+  let foreign = false;
+  for (let c = 0; c < size; c++) {
+    const id = table[c];
+    const i = id <= maxId ? index[id] : 0;
+    if (i === 0) {
+      foreign = true;
+      break;
+    }
+    counts[i - 1]++;
+  }
+  for (const b of sorted) index[b.id] = 0;
+  if (foreign) return false;
+  const low = Math.floor(size / n);
+  for (let i = 0; i < n; i++) if (counts[i] !== low && counts[i] !== low + 1) return false;
+  const claimed = new Set<number>();
+  for (const b of sorted) {
+    const bytes = encoder.encode(b.key);
+    const step = (murmur3_32(bytes, SKIP_SEED) % (size - 1)) + 1;
+    let c = fmix32(fnv1a32(bytes)) % size;
+    while (claimed.has(c)) c = (c + step) % size;
+    if (table[c] !== b.id) return false;
+    claimed.add(c);
+  }
+  return true;
+}
+
+let indexOfId = new Int32Array(1024);
 
 /** Equal weights: backends take one slot per turn (the hot path, kept branch-free). */
 function fill(
-  size: number,
+  table: Uint32Array,
   position: Int32Array,
   skip: Int32Array,
   ids: Uint32Array,
 ): Uint32Array {
+  const size = table.length;
   const n = ids.length;
-  const table = new Uint32Array(size);
-  const taken = new Uint8Array(size);
+  const taken = takenScratch(size);
   let filled = 0;
   for (;;) {
     for (let i = 0; i < n; i++) {
@@ -106,19 +169,28 @@ function fill(
   }
 }
 
+let taken: Uint8Array = new Uint8Array(0);
+
+/** A zeroed "slot taken" map of `size`, reused across builds (one table is built at a time). */
+function takenScratch(size: number): Uint8Array {
+  if (taken.length !== size) taken = new Uint8Array(size);
+  else taken.fill(0);
+  return taken;
+}
+
 /** Weighted turns: per round a backend gains weight/maxWeight credit and claims a slot per
  * whole credit, so the heaviest claims every round and the others proportionally. */
 function fillWeighted(
-  size: number,
+  table: Uint32Array,
   position: Int32Array,
   skip: Int32Array,
   ids: Uint32Array,
   gain: Float64Array,
 ): Uint32Array {
+  const size = table.length;
   const n = ids.length;
   const credit = new Float64Array(n);
-  const table = new Uint32Array(size);
-  const taken = new Uint8Array(size);
+  const taken = takenScratch(size);
   let filled = 0;
   for (;;) {
     for (let i = 0; i < n; i++) {

@@ -5,6 +5,7 @@ import {
   DEFAULT_MAGLEV_TABLE_SIZE,
   isPrime,
   type MaglevBackend,
+  maglevTableMatches,
 } from "./maglev.ts";
 
 function backends(n: number, firstId = 1): MaglevBackend[] {
@@ -164,4 +165,43 @@ Deno.test("buildMaglevTable() shares slots in proportion to weights", () => {
       `backend ${id}: ${c.get(id)} slots, want ≈ ${want}`,
     );
   }
+});
+
+Deno.test("buildMaglevTable() into a reused buffer gives the same tables as fresh ones", () => {
+  const into = new Uint32Array(251);
+  for (const n of [1, 3, 10, 40]) {
+    const fresh = buildMaglevTable(backends(n), 251);
+    assert.equal(buildMaglevTable(backends(n), 251, into), into);
+    assert.deepEqual(into, fresh, `${n} backends`);
+  }
+  assert.throws(() => buildMaglevTable(backends(3), 257, into), /251 slots, not 257/);
+});
+
+Deno.test("maglevTableMatches() accepts the built table and refuses other ones", () => {
+  const list = backends(10);
+  const table = buildMaglevTable(list, 251);
+  assert.equal(maglevTableMatches(table, list), true);
+  assert.equal(maglevTableMatches(table, [...list].reverse()), true, "order does not matter");
+  // the table of another backend set (one more, one less, one replaced)
+  assert.equal(maglevTableMatches(buildMaglevTable(backends(11), 251), list), false);
+  assert.equal(maglevTableMatches(buildMaglevTable(backends(9), 251), list), false);
+  const replaced = [...list.slice(1), { id: 99, key: "10.250.0.1:8080" }];
+  assert.equal(maglevTableMatches(buildMaglevTable(replaced, 251), list), false);
+  // same ids, other keys (other permutations), same shares: the first round tells
+  const rekeyed = list.map((b) => ({ id: b.id, key: `x${b.key}` }));
+  assert.equal(maglevTableMatches(buildMaglevTable(rekeyed, 251), list), false);
+  // two of a backend's slots given to another, an all-zero table, a foreign id
+  const skewed = table.slice();
+  skewed[skewed.indexOf(1)] = 2;
+  skewed[skewed.indexOf(1)] = 2;
+  assert.equal(maglevTableMatches(skewed, list), false);
+  assert.equal(maglevTableMatches(new Uint32Array(251), list), false);
+  const foreign = table.slice();
+  foreign[7] = 12345;
+  assert.equal(maglevTableMatches(foreign, list), false);
+  // weights other than 1 are not checked: the answer is "rebuild"
+  assert.equal(maglevTableMatches(table, list.map((b) => ({ ...b, weight: 2 }))), false);
+  // no backends: only an all-zero table matches
+  assert.equal(maglevTableMatches(new Uint32Array(251), []), true);
+  assert.equal(maglevTableMatches(table, []), false);
 });

@@ -7,8 +7,9 @@
  * ("10.244.1.5:8080/TCP"), not by id. `assignIds` gives each backend and frontend an id,
  * reusing the ids the maps already hold (ids live in the maps, never only in memory, so a
  * restarted agent finds the same ones) and never reusing an id freed in the same sync.
- * `diffLb` then compares entry by entry; a frontend's Maglev table is recomputed only when
- * its backend ids changed.
+ * `diffLb` then compares entry by entry; a frontend's Maglev table is rewritten only when its
+ * backend ids changed (or, in a full diff, when the caller finds the kernel's table wrong), and
+ * is named by its source, not built: the writer builds tables one at a time.
  * @module
  */
 import {
@@ -18,7 +19,7 @@ import {
   serviceKey,
   type ServiceSnapshot,
 } from "./model.ts";
-import { buildMaglevTable } from "./maglev.ts";
+import { buildMaglevTable, isPrime, type MaglevBackend } from "./maglev.ts";
 import {
   BackendFlag,
   type BackendValue,
@@ -84,6 +85,12 @@ export interface LbState {
   readonly backendIndex: Map<string, number>;
   /** Frontend id ("vip:port/proto") -> rev-NAT id. */
   readonly frontendIndex: Map<string, number>;
+  /**
+   * Every backend (frontend) id below this one is in use, so a search for the lowest free id
+   * starts here instead of at 1 (at 100k backends, a scan from 1 costs milliseconds).
+   */
+  backendIdFloor?: number;
+  frontendIdFloor?: number;
 }
 
 /** Builds an LbState (and its indexes) from map contents. */
@@ -117,11 +124,43 @@ export interface DiffScope {
   readonly backends: ReadonlySet<string>;
 }
 
+/**
+ * What a Maglev table is built from. A diff names tables by source instead of holding them
+ * (64 KiB each: 10k of them would be 655 MB); the writer builds each one into a reused buffer
+ * just before writing it. Frontends with the same backends share one source object.
+ */
+export interface MaglevSource {
+  /** Backends (id and identity key), sorted by id; none means an all-zero table. */
+  readonly backends: readonly MaglevBackend[];
+  /** Table size (the build's SKIFF_MAGLEV_M). */
+  readonly size: number;
+}
+
+/** Builds the table of `source` (into `into` when given: a Uint32Array of source.size). */
+export function maglevTableOf(source: MaglevSource, into?: Uint32Array): Uint32Array {
+  if (source.backends.length > 0) return buildMaglevTable(source.backends, source.size, into);
+  if (!into) return new Uint32Array(source.size);
+  if (into.length !== source.size) {
+    throw new RangeError(`Maglev output buffer has ${into.length} slots, not ${source.size}`);
+  }
+  return into.fill(0);
+}
+
+/** Options of {@linkcode diffLb}. */
+export interface DiffOptions {
+  /**
+   * Asked, in a diff without scope, for each frontend whose table is in the maps and whose
+   * slots already name the planned backends: false makes the diff rewrite that table.
+   */
+  readonly tableMatches?: (revNatId: number, source: MaglevSource) => boolean;
+}
+
 /** Map writes in the order they must be applied (make before break). */
 export interface LbDiff {
   readonly backendUpserts: [number, BackendValue][];
   readonly revNatUpserts: [number, RevNatValue][];
-  readonly maglevUpserts: [number, Uint32Array][];
+  /** Tables to write, by source (frontends with the same backends share one). */
+  readonly maglevUpserts: [number, MaglevSource][];
   /** Backend slots (slot > 0) first, then frontends (slot 0): a frontend never names a missing slot. */
   readonly serviceUpserts: [SvcKey, SvcValue][];
   /** Frontends (slot 0) first, then slots. */
@@ -134,6 +173,8 @@ export interface LbDiff {
   readonly snatAddr?: string;
   /** Services ("namespace/name", or a frontend id when removed) whose entries changed. */
   readonly changedServices: ReadonlySet<string>;
+  /** Id floors (see LbState) once the diff is applied, before its deletes are counted. */
+  readonly idFloors?: { readonly backends: number; readonly frontends: number };
 }
 
 const PROTO: Record<string, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP };
@@ -281,13 +322,20 @@ function existingSlots(state: LbState, vip: string, port: number, proto: number)
  * reused while old entries may still name it).
  */
 class IdAllocator {
-  #next = 1;
+  #next: number;
   #given = new Map<string, number>();
   #taken = new Set<number>();
   constructor(
     readonly index: ReadonlyMap<string, number>,
     readonly inUse: (id: number) => boolean,
-  ) {}
+    floor = 1,
+  ) {
+    this.#next = floor;
+  }
+  /** Every id below this one is in use or given out by this allocator. */
+  get floor(): number {
+    return this.#next;
+  }
   idOf(key: string): number {
     const have = this.index.get(key) ?? this.#given.get(key);
     if (have !== undefined) return have;
@@ -308,15 +356,21 @@ export function diffLb(
   state: LbState,
   maglevSize = MAGLEV_M,
   scope?: DiffScope,
+  options: DiffOptions = {},
 ): LbDiff {
   const changed = new Set<string>();
-  const backendIds = new IdAllocator(state.backendIndex, (id) => state.backends.has(id));
+  const backendIds = new IdAllocator(
+    state.backendIndex,
+    (id) => state.backends.has(id),
+    state.backendIdFloor,
+  );
   const svcRevNat = scope
     ? undefined
     : new Set([...state.services.values()].map((s) => s.value.rev_nat_id));
   const frontendIds = new IdAllocator(
     state.frontendIndex,
     (id) => state.revNat.has(id) || state.maglevIds.has(id) || (svcRevNat?.has(id) ?? false),
+    state.frontendIdFloor,
   );
 
   const backendUpserts: [number, BackendValue][] = [];
@@ -339,7 +393,7 @@ export function diffLb(
   }
 
   const revNatUpserts: [number, RevNatValue][] = [];
-  const maglevUpserts: [number, Uint32Array][] = [];
+  const maglevUpserts: [number, MaglevSource][] = [];
   const slotUpserts: [SvcKey, SvcValue][] = [];
   const frontUpserts: [SvcKey, SvcValue][] = [];
   const frontDeletes: SvcKey[] = [];
@@ -347,7 +401,7 @@ export function diffLb(
   const revNatDeletes: number[] = [];
   const maglevDeletes: number[] = [];
   const newFlowBackends = new Map<number, Set<number>>();
-  const tables = new Map<string, Uint32Array>();
+  const tables = new Map<string, MaglevSource>();
   const wantedRevNat = new Set<number>();
   for (const fid of scope ? scope.frontends : plan.frontends.keys()) {
     const f = plan.frontends.get(fid);
@@ -380,19 +434,35 @@ export function diffLb(
     const slots = existingSlots(state, f.vip, f.port, f.proto);
     const have = slots.map((v) => v.backend_id).sort((a, b) => a - b);
     const sameSet = have.length === sortedIds.length && have.every((v, i) => v === sortedIds[i]);
-    if (!sameSet || !state.maglevIds.has(revNatId)) {
-      // frontends with the same backends (ports of one Service, ClusterIP and NodePort…)
-      // share one computation: a table costs milliseconds
+    // frontends with the same backends (ports of one Service, ClusterIP and NodePort…)
+    // share one source, so the writer builds their table once: a table costs milliseconds
+    const sourceOf = (): MaglevSource => {
       const tableKey = sortedIds.join(",");
-      let table = tables.get(tableKey);
-      if (!table) {
+      let source = tables.get(tableKey);
+      if (!source) {
+        // what buildMaglevTable would refuse is refused here, before anything is written
+        if (!isPrime(maglevSize)) {
+          throw new RangeError(`Maglev table size ${maglevSize} is not a prime`);
+        }
+        if (sortedIds.length >= maglevSize) {
+          throw new RangeError(
+            `${f.service}: frontend ${f.id} has ${sortedIds.length} backends, a Maglev table of ${maglevSize} holds fewer`,
+          );
+        }
         const keyOf = new Map(f.backends.map((b, i) => [beIds[i], b]));
-        table = sortedIds.length === 0
-          ? new Uint32Array(maglevSize)
-          : buildMaglevTable(sortedIds.map((id) => ({ id, key: keyOf.get(id)! })), maglevSize);
-        tables.set(tableKey, table);
+        source = {
+          backends: sortedIds.map((id) => ({ id, key: keyOf.get(id)! })),
+          size: maglevSize,
+        };
+        tables.set(tableKey, source);
       }
-      maglevUpserts.push([revNatId, table]);
+      return source;
+    };
+    if (
+      !sameSet || !state.maglevIds.has(revNatId) ||
+      (!scope && options.tableMatches && !options.tableMatches(revNatId, sourceOf()))
+    ) {
+      maglevUpserts.push([revNatId, sourceOf()]);
       changed.add(f.service);
     }
     const base = { vip: f.vip, dport: f.port, proto: f.proto };
@@ -460,6 +530,7 @@ export function diffLb(
     newFlowBackends,
     snatAddr: snatChanged ? plan.snatAddr : undefined,
     changedServices: changed,
+    idFloors: { backends: backendIds.floor, frontends: frontendIds.floor },
   };
 }
 
@@ -497,6 +568,18 @@ export function applyDiffInPlace(state: LbState, diff: LbDiff): void {
     state.backends.delete(id);
   }
   if (diff.snatAddr !== undefined) state.snatAddr = diff.snatAddr;
+  // ids below a floor are in use: the allocator's floors, lowered to any id this diff freed
+  // (a floor only skips candidates: the allocator still checks every id from it on)
+  if (diff.idFloors) {
+    let backends = diff.idFloors.backends;
+    for (const id of diff.backendDeletes) backends = Math.min(backends, id);
+    // a frontend id stays in use while its rev-NAT entry or its table is there
+    let frontends = diff.idFloors.frontends;
+    for (const id of diff.revNatDeletes) frontends = Math.min(frontends, id);
+    for (const id of diff.maglevDeletes) frontends = Math.min(frontends, id);
+    state.backendIdFloor = backends;
+    state.frontendIdFloor = frontends;
+  }
 }
 
 /** The state the maps hold once `diff` is applied to `state` (a copy; `state` is kept). */
@@ -508,6 +591,8 @@ export function applyDiffToState(state: LbState, diff: LbDiff): LbState {
     maglevIds: state.maglevIds,
     snatAddr: state.snatAddr,
   });
+  next.backendIdFloor = state.backendIdFloor;
+  next.frontendIdFloor = state.frontendIdFloor;
   applyDiffInPlace(next, diff);
   return next;
 }

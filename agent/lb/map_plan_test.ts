@@ -137,3 +137,15 @@ Deno.test("diffLb() recomputes only the Maglev tables whose backends changed", (
   assert.deepEqual([...d.changedServices], ["default/s7"]);
   assert.equal(d.backendUpserts.length, 1);
 });
+
+Deno.test("diffLb() refuses a frontend with more backends than a Maglev table holds", () => {
+  const snap: ServiceSnapshot = {
+    services: [{
+      service: service(),
+      endpoints: Array.from({ length: 7 }, (_, i) => ep(`10.244.1.${i + 1}`)),
+    }],
+  };
+  assert.throws(() => diffLb(planLb(snap, NODE), EMPTY, 7), /7 backends, a Maglev table of 7/);
+  assert.throws(() => diffLb(planLb(snap, NODE), EMPTY, 9), /9 is not a prime/);
+  assert.equal(diffLb(planLb(snap, NODE), EMPTY, 11).maglevUpserts.length, 1);
+});

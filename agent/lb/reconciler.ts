@@ -11,7 +11,8 @@ import { type ServiceEntry, serviceKey, type ServiceSnapshot } from "./model.ts"
 import { type BackendValue, IPPROTO, type SvcKey, type SvcValue } from "./lb_abi.ts";
 import type { MapInfo } from "../bpf/bpf_map.ts";
 import type { LbMaps } from "./lb_maps.ts";
-import { ServiceValidationError } from "./validate.ts";
+import { isFrozenEntry, ServiceValidationError } from "./validate.ts";
+import { maglevTableMatches } from "./maglev.ts";
 import {
   applyDiffInPlace,
   diffLb,
@@ -20,6 +21,8 @@ import {
   type LbDiff,
   type LbPlan,
   type LbState,
+  type MaglevSource,
+  maglevTableOf,
   makeLbState,
   type NodeContext,
   type PlannedBackend,
@@ -103,9 +106,7 @@ export function applyLbDiff(maps: LbMaps, diff: LbDiff): number {
   // 1. what new entries will point to: backends, reverse NAT, Maglev tables
   if (diff.backendUpserts.length) maps.backends.updateBatch(diff.backendUpserts);
   if (diff.revNatUpserts.length) maps.revNat.updateBatch(diff.revNatUpserts);
-  for (const [id, table] of diff.maglevUpserts) {
-    maps.maglev.set(id, { backend_id: table });
-  }
+  writeMaglevTables(maps, diff.maglevUpserts);
   if (diff.snatAddr !== undefined) maps.config.set(0, { snat_addr: diff.snatAddr, flags: 0 });
   // 2. slots, then frontends
   if (diff.serviceUpserts.length) maps.services.updateBatch(diff.serviceUpserts);
@@ -116,6 +117,53 @@ export function applyLbDiff(maps: LbMaps, diff: LbDiff): number {
   if (diff.backendDeletes.length) maps.backends.deleteBatch(diff.backendDeletes);
   return diffOperations(diff);
 }
+
+/**
+ * Writes Maglev tables one at a time through one reused buffer: however many a sync writes,
+ * one table is alive in memory (a cold sync of 10k frontends would otherwise hold 655 MB).
+ * Frontends sharing a source get the table built once.
+ */
+export function writeMaglevTables(
+  maps: LbMaps,
+  upserts: readonly (readonly [number, MaglevSource])[],
+): void {
+  const bySource = new Map<MaglevSource, number[]>();
+  for (const [id, source] of upserts) {
+    const ids = bySource.get(source);
+    if (ids) ids.push(id);
+    else bySource.set(source, [id]);
+  }
+  let buffer: Uint32Array | undefined;
+  for (const [source, ids] of bySource) {
+    if (buffer?.length !== source.size) buffer = new Uint32Array(source.size);
+    const table = maglevTableOf(source, buffer);
+    for (const id of ids) maps.maglev.set(id, { backend_id: table });
+  }
+}
+
+/**
+ * Whether the table the maps hold for frontend `revNatId` is the one `source` builds, read
+ * one table at a time (a restart never holds all tables).
+ *
+ * It checks the table's shape, not its every slot (maglevTableMatches: the backends, their
+ * ⌊M/N⌋/⌈M/N⌉ share, and the first round of claims), because rebuilding every table to compare
+ * would make each restart as slow as a cold sync. That is enough for what can leave a wrong
+ * table behind: a table is written before the slots naming its backends (make before break),
+ * so a sync killed between the two leaves a table for another backend set (caught: a backend
+ * missing or extra, or shares that are off), and a table from a build with other hashes or
+ * key order gets other first-round slots. Only a table edited slot by slot by someone else
+ * could pass; nothing but this reconciler writes these maps.
+ */
+export function kernelTableMatches(maps: LbMaps, revNatId: number, source: MaglevSource): boolean {
+  if (source.size !== maps.maglevSize) return false;
+  if (readBuffer?.length !== source.size) readBuffer = new Uint32Array(source.size);
+  const bytes = new Uint8Array(readBuffer.buffer);
+  return maps.maglev.getRaw(revNatId, bytes) && maglevTableMatches(readBuffer, source.backends);
+}
+
+// One read buffer for kernelTableMatches: a restart reads every table once, one at a time
+// (64 KiB heap blocks per read would stay in the process as RSS).
+let readBuffer: Uint32Array | undefined;
 
 /**
  * Removes flows that would keep using a backend that is gone: UDP conntrack entries (TCP ones
@@ -150,8 +198,41 @@ export function purgeFlows(maps: LbMaps, diff: LbDiff): number {
 
 /** One Service as last planned: its input and its share of the plan. */
 interface PlannedService {
+  /** The caller's entry when frozen all the way down (it cannot change), else a private copy. */
   readonly entry: ServiceEntry;
+  readonly frozen: boolean;
   readonly plan: ServicePlan;
+}
+
+/**
+ * The Services using one backend: almost always one, kept without a Map (at 100k backends a
+ * Map each costs ~15 MB); a Map from the second user on.
+ */
+type BackendUsers =
+  | { readonly service: string; readonly backend: PlannedBackend }
+  | Map<
+    string,
+    PlannedBackend
+  >;
+
+function addUser(all: Map<string, BackendUsers>, service: string, b: PlannedBackend): void {
+  const users = all.get(b.id);
+  if (users instanceof Map) users.set(service, b);
+  else if (!users || users.service === service) all.set(b.id, { service, backend: b });
+  else all.set(b.id, new Map([[users.service, users.backend], [service, b]]));
+}
+
+function removeUser(all: Map<string, BackendUsers>, id: string, service: string): void {
+  const users = all.get(id);
+  if (users instanceof Map) {
+    users.delete(service);
+    if (users.size === 0) all.delete(id);
+  } else if (users?.service === service) all.delete(id);
+}
+
+/** Whether a Service's input is unchanged since it was planned as `prior`. */
+function unchanged(prior: PlannedService, entry: ServiceEntry): boolean {
+  return (prior.frozen && prior.entry === entry) || samePlanInput(prior.entry, entry);
 }
 
 /** Deep equality of plain JSON-like data (no allocation: cheaper than comparing JSON text). */
@@ -176,6 +257,55 @@ export function sameData(a: unknown, b: unknown): boolean {
   return n === 0;
 }
 
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Whether two (validated) entries plan the same: equality over every model field (the ones
+ * planService reads), field by field. A sync compares each of 10k entries with its last
+ * version; this costs a tenth of the generic sameData (no for-in walks). Fields outside the
+ * model are ignored: no plan reads them. A field added to the model must be added here.
+ */
+export function samePlanInput(a: ServiceEntry, b: ServiceEntry): boolean {
+  if (a === b) return true;
+  const s = a.service;
+  const t = b.service;
+  if (
+    s.namespace !== t.namespace || s.name !== t.name ||
+    s.sessionAffinity !== t.sessionAffinity ||
+    s.affinityTimeoutSeconds !== t.affinityTimeoutSeconds ||
+    s.externalTrafficPolicy !== t.externalTrafficPolicy ||
+    s.internalTrafficPolicy !== t.internalTrafficPolicy ||
+    !sameStrings(s.clusterIPs, t.clusterIPs) || !sameStrings(s.externalIPs, t.externalIPs) ||
+    !sameStrings(s.loadBalancerIPs, t.loadBalancerIPs) ||
+    s.ports.length !== t.ports.length
+  ) return false;
+  for (let i = 0; i < s.ports.length; i++) {
+    const p = s.ports[i];
+    const q = t.ports[i];
+    if (
+      p.name !== q.name || p.protocol !== q.protocol || p.port !== q.port ||
+      p.targetPort !== q.targetPort || p.nodePort !== q.nodePort
+    ) return false;
+  }
+  const e = a.endpoints;
+  const f = b.endpoints;
+  if (e.length !== f.length) return false;
+  for (let i = 0; i < e.length; i++) {
+    const x = e[i];
+    const y = f[i];
+    if (
+      x.ip !== y.ip || x.node !== y.node || x.ready !== y.ready || x.serving !== y.serving ||
+      x.terminating !== y.terminating || (x.ports !== y.ports && !sameData(x.ports, y.ports))
+    ) return false;
+  }
+  return true;
+}
+
 /**
  * Converges one node's LB maps.
  *
@@ -188,9 +318,11 @@ export function sameData(a: unknown, b: unknown): boolean {
 export class LbReconciler {
   #state: LbState | undefined;
   #services = new Map<string, PlannedService>();
+  /** The last snapshot's Services, in its order. */
+  #order: PlannedService[] = [];
   #frontends = new Map<string, PlannedFrontend>();
-  /** Backend identity -> (Service -> that Service's flags for it). */
-  #backendUsers = new Map<string, Map<string, PlannedBackend>>();
+  /** Backend identity -> the Services using it, with their flags for it. */
+  #backendUsers = new Map<string, BackendUsers>();
 
   constructor(readonly maps: LbMaps, readonly node: NodeContext) {}
 
@@ -204,7 +336,10 @@ export class LbReconciler {
     try {
       state = this.#state ?? readLbState(this.maps);
       const { plan, scope } = this.#plan(snapshot, full);
-      diff = diffLb(plan, state, maglevSize, scope);
+      // a full diff (start, or after an error) also checks the tables it would keep
+      diff = diffLb(plan, state, maglevSize, scope, {
+        tableMatches: (id, source) => kernelTableMatches(this.maps, id, source),
+      });
       checkCapacity(this.maps, state, diff);
     } catch (error) {
       this.invalidate(); // nothing was written; start over from the maps next time
@@ -232,6 +367,7 @@ export class LbReconciler {
   /** Drops the cached state and plan: the next sync reads the maps and diffs everything. */
   invalidate(): void {
     this.#state = undefined;
+    this.#order = [];
     this.#services.clear();
     this.#frontends.clear();
     this.#backendUsers.clear();
@@ -239,20 +375,37 @@ export class LbReconciler {
 
   /** The whole plan, and the scope of what changed since the last one (none when `full`). */
   #plan(snapshot: ServiceSnapshot, full: boolean): { plan: LbPlan; scope?: DiffScope } {
-    const seen = new Set<string>();
-    const changed: [string, ServiceEntry, number][] = [];
-    snapshot.services.forEach((entry, i) => {
-      const key = serviceKey(entry.service);
-      if (seen.has(key)) {
-        throw new ServiceValidationError(`services[${i}]`, `Service ${key} is defined twice`);
-      }
-      seen.add(key);
-      const prior = this.#services.get(key);
-      // prior.entry is a private copy, so an entry mutated in place still counts as changed
-      if (!full && prior && sameData(prior.entry, entry)) return;
-      changed.push([key, entry, i]);
-    });
-    const removed = [...this.#services.keys()].filter((k) => !seen.has(k));
+    const entries = snapshot.services;
+    let changed: [string, ServiceEntry, number][] = [];
+    let removed: string[] = [];
+    // Fast path: the same Services in the same order as last time (the usual resync), so
+    // names are compared in place: no key strings, no set of names, nobody removed.
+    let sameOrder = !full && this.#order.length === entries.length;
+    for (let i = 0; sameOrder && i < entries.length; i++) {
+      const prior = this.#order[i];
+      const entry = entries[i];
+      if (
+        prior.entry.service.name !== entry.service.name ||
+        prior.entry.service.namespace !== entry.service.namespace
+      ) sameOrder = false;
+      // prior.entry is frozen or a private copy: an entry mutated in place counts as changed
+      else if (!unchanged(prior, entry)) changed.push([serviceKey(entry.service), entry, i]);
+    }
+    if (!sameOrder) {
+      changed = [];
+      const seen = new Set<string>();
+      entries.forEach((entry, i) => {
+        const key = serviceKey(entry.service);
+        if (seen.has(key)) {
+          throw new ServiceValidationError(`services[${i}]`, `Service ${key} is defined twice`);
+        }
+        seen.add(key);
+        const prior = this.#services.get(key);
+        if (!full && prior && unchanged(prior, entry)) return;
+        changed.push([key, entry, i]);
+      });
+      removed = [...this.#services.keys()].filter((k) => !seen.has(k));
+    }
     if (full) {
       this.#services.clear();
       this.#frontends.clear();
@@ -269,7 +422,7 @@ export class LbReconciler {
         scopeFrontends.add(f.id);
       }
       for (const b of old.plan.backends) {
-        this.#backendUsers.get(b.id)?.delete(key);
+        removeUser(this.#backendUsers, b.id, key);
         scopeBackends.add(b.id);
       }
       this.#services.delete(key);
@@ -291,13 +444,19 @@ export class LbReconciler {
         scopeFrontends.add(f.id);
       }
       for (const b of part.backends) {
-        let users = this.#backendUsers.get(b.id);
-        if (!users) this.#backendUsers.set(b.id, users = new Map());
-        users.set(key, b);
+        addUser(this.#backendUsers, key, b);
         scopeBackends.add(b.id);
       }
-      this.#services.set(key, { entry: structuredClone(entry), plan: part });
+      const frozen = isFrozenEntry(entry);
+      this.#services.set(key, {
+        entry: frozen ? entry : structuredClone(entry),
+        frozen,
+        plan: part,
+      });
     }
+    if (sameOrder) {
+      for (const [key, , i] of changed) this.#order[i] = this.#services.get(key)!;
+    } else this.#order = entries.map((e) => this.#services.get(serviceKey(e.service))!);
     const backends = this.#backendsOf(full ? this.#backendUsers.keys() : scopeBackends);
     const plan: LbPlan = {
       frontends: this.#frontends,
@@ -314,12 +473,9 @@ export class LbReconciler {
     const out = new Map<string, PlannedBackend>();
     for (const key of [...keys]) {
       const users = this.#backendUsers.get(key);
-      if (!users || users.size === 0) {
-        this.#backendUsers.delete(key);
-        continue;
-      }
+      if (!users) continue;
       let merged: PlannedBackend | undefined;
-      for (const b of users.values()) {
+      for (const b of users instanceof Map ? users.values() : [users.backend]) {
         merged = merged
           ? { id: key, value: { ...merged.value, flags: merged.value.flags | b.value.flags } }
           : b;

@@ -4,10 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { loadForTest } from "../../tests/lb/prog_run.ts";
-import type { Endpoint, Service, ServiceSnapshot } from "./model.ts";
-import { Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
+import type { Endpoint, Service, ServiceEntry, ServiceSnapshot } from "./model.ts";
+import { BackendFlag, Ct, IPPROTO, MAGLEV_M } from "./lb_abi.ts";
 import { LbMaps } from "./lb_maps.ts";
-import { LbCapacityError, LbReconciler, readLbState, sameData } from "./reconciler.ts";
+import {
+  LbCapacityError,
+  LbReconciler,
+  readLbState,
+  sameData,
+  samePlanInput,
+} from "./reconciler.ts";
 
 const NODE = { nodeName: "n1", nodeIPs: ["192.168.100.11"] };
 
@@ -53,6 +59,47 @@ Deno.test("a new reconciler over the same maps keeps every id and writes nothing
   const report = new LbReconciler(maps, NODE).sync(s);
   assert.equal(report.operations, 0);
   assert.deepEqual(readLbState(maps), before);
+});
+
+Deno.test("a restart rewrites exactly the Maglev tables that are wrong, nothing else", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const services = Array.from({ length: 4 }, (_, i) => ({
+    service: { ...web(), name: `s${i}`, clusterIPs: [`10.96.0.${10 + i}`] },
+    endpoints: eps(3 + i, 10 * i + 1),
+  }));
+  const s: ServiceSnapshot = { services };
+  new LbReconciler(maps, NODE).sync(s);
+  const ids = [...maps.revNat].sort(([a], [b]) => a - b).map(([id]) => id);
+  const good = new Map(ids.map((id) => [id, maps.maglev.get(id)!.backend_id]));
+  // a sync killed between a table and its slots leaves another set's table (here s1's in s0);
+  // a zeroed table; a table with one backend's slots given to another
+  maps.maglev.set(ids[0], { backend_id: good.get(ids[1])! });
+  maps.maglev.set(ids[2], { backend_id: new Uint32Array(251) });
+  const t3 = good.get(ids[3])!;
+  const other = t3.find((v) => v !== t3[0])!;
+  maps.maglev.set(ids[3], { backend_id: t3.map((v) => (v === t3[0] ? other : v)) });
+  const report = new LbReconciler(maps, NODE).sync(s);
+  assert.equal(report.operations, 3, "three tables rewritten, nothing else");
+  for (const id of ids) assert.deepEqual(maps.maglev.get(id)!.backend_id, good.get(id), `${id}`);
+  assert.equal(new LbReconciler(maps, NODE).sync(s).operations, 0);
+});
+
+Deno.test("frontends with the same backends get the same table, built once", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const service: Service = {
+    ...web(),
+    externalIPs: ["192.168.100.200"],
+    ports: [{ name: "", protocol: "TCP", port: 80, targetPort: 8080, nodePort: 30080 }],
+  };
+  const report = new LbReconciler(maps, NODE).sync(snap(service, eps(4)));
+  assert.ok(report.operations > 0);
+  const tables = [...maps.maglev].map(([, v]) => v.backend_id);
+  assert.equal(tables.length, 3, "ClusterIP, externalIP and NodePort");
+  assert.deepEqual(tables[1], tables[0]);
+  assert.deepEqual(tables[2], tables[0]);
+  assert.equal(new Set(tables[0]).size, 4);
 });
 
 Deno.test("a build with another SKIFF_MAGLEV_M gets tables of that size", async () => {
@@ -240,6 +287,104 @@ Deno.test("sameData() compares plain data deeply, ignoring undefined fields", ()
   assert.ok(!sameData({ a: 1 }, { a: 1, b: 2 }));
   assert.ok(!sameData([1], { 0: 1 }));
   assert.ok(!sameData(null, {}));
+});
+
+Deno.test("an id freed by one sync is the lowest free one for the next", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  const idOf = (ip: string) => [...maps.backends].find(([, b]) => b.addr === ip)?.[0];
+  r.sync(snap(web(), eps(4)));
+  const freed = idOf("10.244.1.2")!;
+  const four = [...eps(4)];
+  r.sync(snap(web(), [four[0], four[2], four[3]]));
+  r.sync(snap(web(), [four[0], four[2], four[3], eps(1, 9)[0]]));
+  assert.equal(idOf("10.244.1.9"), freed);
+  r.sync(snap(web(), [four[0], four[2], four[3], eps(1, 9)[0], eps(1, 10)[0]]));
+  assert.equal(idOf("10.244.1.10"), 5, "the next new one takes the lowest id never used");
+});
+
+Deno.test("a backend two Services share is terminating if either says so, gone with both", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const r = new LbReconciler(maps, NODE);
+  const a = { ...web(), name: "a" };
+  const b = { ...web(), name: "b", clusterIPs: ["10.96.0.11"] };
+  const ep = eps(1)[0];
+  const flags = () => [...maps.backends].map(([, v]) => v.flags);
+  r.sync({ services: [{ service: a, endpoints: [ep] }, { service: b, endpoints: [ep] }] });
+  assert.equal(maps.backends.count(), 1);
+  assert.deepEqual(flags(), [BackendFlag.LOCAL]);
+  const ending = { ...ep, ready: false, terminating: true };
+  r.sync({ services: [{ service: a, endpoints: [ep] }, { service: b, endpoints: [ending] }] });
+  assert.deepEqual(flags(), [BackendFlag.LOCAL | BackendFlag.TERMINATING]);
+  r.sync({ services: [{ service: a, endpoints: [ep] }] });
+  assert.deepEqual(flags(), [BackendFlag.LOCAL], "b's view went with b");
+  r.sync({ services: [{ service: a, endpoints: [] }] });
+  assert.equal(maps.backends.count(), 0);
+});
+
+Deno.test("samePlanInput() sees a change in every model field and ignores others", () => {
+  const full: ServiceEntry = {
+    service: {
+      ...web("UDP", true),
+      externalIPs: ["192.168.100.200"],
+      loadBalancerIPs: ["192.168.100.201"],
+      ports: [{ name: "dns", protocol: "UDP", port: 53, targetPort: 5353, nodePort: 30053 }],
+    },
+    endpoints: [{ ...eps(1)[0], ports: { dns: 5354 } }, { ...eps(1, 2)[0], terminating: true }],
+  };
+  assert.ok(samePlanInput(full, structuredClone(full)));
+  assert.ok(samePlanInput(full, { ...structuredClone(full), extra: 1 } as ServiceEntry));
+  // every leaf, changed alone in a copy, is a change
+  const leaves = (v: unknown, path: (string | number)[] = []): (string | number)[][] =>
+    typeof v === "object" && v !== null
+      ? Object.entries(v).flatMap(([k, x]) => leaves(x, [...path, Array.isArray(v) ? +k : k]))
+      : [path];
+  const paths = leaves(full);
+  assert.ok(paths.length >= 25, `${paths.length} leaves`);
+  for (const path of paths) {
+    const copy = structuredClone(full) as unknown as Record<string | number, unknown>;
+    let at = copy;
+    for (const k of path.slice(0, -1)) at = at[k] as Record<string | number, unknown>;
+    const last = path[path.length - 1];
+    const v = at[last];
+    at[last] = typeof v === "number" ? v + 1 : typeof v === "boolean" ? !v : `${v}x`;
+    assert.ok(!samePlanInput(full, copy as unknown as ServiceEntry), path.join("."));
+  }
+  // a list one longer, or a Service port without its nodePort
+  const more = structuredClone(full);
+  (more.endpoints as Endpoint[]).push(eps(1, 9)[0]);
+  assert.ok(!samePlanInput(full, more));
+  const noNodePort = structuredClone(full);
+  delete (noNodePort.service.ports[0] as { nodePort?: number }).nodePort;
+  assert.ok(!samePlanInput(full, noNodePort));
+});
+
+Deno.test("reordered, renamed, added and removed Services converge like a fresh sync", async () => {
+  await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: 251 } });
+  using maps = LbMaps.open(obj.maps, { maglevSize: 251 });
+  const entry = (name: string, i: number): ServiceEntry => ({
+    service: { ...web(), name, clusterIPs: [`10.96.0.${10 + i}`] },
+    endpoints: eps(2, 10 * i + 1),
+  });
+  const r = new LbReconciler(maps, NODE);
+  r.sync({ services: [entry("a", 1), entry("b", 2), entry("c", 3)] });
+  const steps: ServiceSnapshot[] = [
+    { services: [entry("c", 3), entry("a", 1), entry("b", 2)] }, // reordered
+    { services: [entry("c", 3), entry("a", 1), entry("d", 2)] }, // b renamed d, same length
+    { services: [entry("a", 1), entry("e", 4)] }, // removed and added
+  ];
+  for (const step of steps) {
+    r.sync(step);
+    const state = readLbState(maps);
+    assert.equal(new LbReconciler(maps, NODE).sync(step).operations, 0);
+    assert.deepEqual(readLbState(maps), state);
+  }
+  assert.deepEqual(
+    [...maps.revNat].map(([, v]) => v.vip).sort(),
+    ["10.96.0.11", "10.96.0.14"],
+  );
 });
 
 Deno.test("a sync that would overflow a map is refused before anything is written", async () => {

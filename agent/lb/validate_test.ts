@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   checkSnapshotConflicts,
+  isFrozenEntry,
   MAX_BACKENDS_PER_SERVICE,
   parseService,
   parseServiceEntry,
@@ -392,4 +393,24 @@ Deno.test("checkSnapshotConflicts() names the entry by the given path prefix", (
     "file.services[1]",
     /duplicate frontend/,
   );
+});
+
+Deno.test("parseServiceEntry() returns an entry frozen all the way down", () => {
+  const entry = parseServiceEntry({
+    name: "web",
+    clusterIP: "10.96.0.10",
+    externalIPs: ["192.168.100.200"],
+    ports: [{ name: "http", port: 80, targetPort: 8080, nodePort: 30080 }],
+    endpoints: [{ ip: "10.244.1.5", node: "n1", ports: { http: 8081 } }],
+  });
+  assert.ok(isFrozenEntry(entry));
+  assert.throws(() => (entry.endpoints as unknown[]).push({}), TypeError);
+  assert.throws(() => {
+    (entry.endpoints[0].ports as Record<string, number>).http = 1;
+  }, TypeError);
+  assert.throws(() => (entry.service.ports[0] as { port: number }).port = 1, TypeError);
+  // a copy, or an entry with one unfrozen part, is not
+  assert.ok(!isFrozenEntry(structuredClone(entry)));
+  assert.ok(!isFrozenEntry({ ...entry, endpoints: [...entry.endpoints] }));
+  assert.ok(!isFrozenEntry({ ...entry }));
 });
