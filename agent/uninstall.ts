@@ -62,6 +62,16 @@ export async function uninstallNode(
     }
   };
 
+  // Stop a running agent first, or it would put back what the next steps remove.
+  const unitFile = `${options.unitDir ?? "/etc/systemd/system"}/skiff.service`;
+  const systemd = (await exists("/run/systemd/system")) && (await exists(unitFile));
+  if (systemd) {
+    await step("stop agent", async () => {
+      await run(["systemctl", "disable", "--now", "skiff.service"]);
+      return "systemctl disable --now skiff.service";
+    });
+  }
+
   await step("bpf", async () => {
     if (!(await exists(config.pinDir))) return `${config.pinDir}: not there`;
     await using loader = await LoaderClient.start();
@@ -120,7 +130,8 @@ export async function uninstallNode(
     return await removePath(shim);
   });
   await step("cni delegates", () => removePath(options.cniDataDir ?? config.cni.dataDir));
-  await step("unit", () => removePath(`${options.unitDir ?? "/etc/systemd/system"}/skiff.service`));
+  await step("unit", () => removePath(unitFile));
+  if (systemd) await run(["systemctl", "daemon-reload"], { allowFailure: true });
   await step("state", async () => {
     if (!options.keepServices || !(await exists(config.stateDir))) {
       return await removePath(config.stateDir);

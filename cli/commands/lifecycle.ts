@@ -171,7 +171,7 @@ const UNINSTALL_HELP = `Usage: skiff uninstall [-c PATH] [--unit-dir DIR] [--kee
 Removes everything skiff created on this node: BPF links and pins, iptables chains (legacy
 and nft), IPVS state, the lease, flannel.<VNI> and cni0, subnet.env, the conflist, the CNI
 plugin and its saved delegates, the unit file and the state dir. Stop the agent first
-(systemctl stop skiff). Every step runs even if one fails; exit 1 if any failed.
+(it is stopped for you when systemd runs it). Every step runs even if one fails; exit 1 if any failed.
 
 Options:
 ${NODE_CONFIG_HELP}
