@@ -4,11 +4,11 @@
  * @module
  */
 import { parseCidr } from "../../agent/net/ipv4.ts";
-import { type Command, EXIT_OK, parseFlags } from "../command.ts";
-import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
-import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat, printView } from "../output.ts";
+import { type Command, EXIT_OK } from "../command.ts";
+import { NODE_CONFIG_HELP } from "../node_config.ts";
+import { OUTPUT_HELP, printView } from "../output.ts";
 import { findOwnLease, openNodeStore, storeName } from "./overlay_view.ts";
-import { noPositionals } from "./view_common.ts";
+import { parseViewArgs } from "./view_common.ts";
 
 const HELP = `Usage: skiff leases [-o table|json] [--config PATH]
 
@@ -39,11 +39,9 @@ export const leasesCommand: Command = {
   name: "leases",
   summary: "subnet leases in the store (this node's marked)",
   async run(args) {
-    const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, HELP);
-    if (!flags) return EXIT_OK;
-    noPositionals(flags.positionals, HELP);
-    const format = outputFormat(flags.values.output, HELP);
-    const config = await nodeConfig(flags.values, HELP);
+    const parsed = await parseViewArgs(args, HELP);
+    if (!parsed) return EXIT_OK;
+    const { format, config } = parsed;
     const store = await openNodeStore(config);
     let snapshot;
     try {

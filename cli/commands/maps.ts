@@ -6,10 +6,10 @@
  */
 import { type PinnedMapSummary, summarizePinnedMap } from "../../agent/bpf/bpf_map.ts";
 import { BpfError } from "../../agent/bpf/errno.ts";
-import { type Command, EXIT_OK, parseFlags } from "../command.ts";
-import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
-import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat, printView } from "../output.ts";
-import { noPositionals } from "./view_common.ts";
+import { type Command, EXIT_OK } from "../command.ts";
+import { NODE_CONFIG_HELP } from "../node_config.ts";
+import { OUTPUT_HELP, printView } from "../output.ts";
+import { parseViewArgs } from "./view_common.ts";
 
 /** Pressure above which a map is marked in the table (and `warning` is set in JSON). */
 export const PRESSURE_WARNING = 0.8;
@@ -113,11 +113,9 @@ export const mapsCommand: Command = {
   name: "maps",
   summary: "BPF maps pinned for this node: sizes and pressure",
   async run(args) {
-    const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, HELP);
-    if (!flags) return EXIT_OK;
-    noPositionals(flags.positionals, HELP);
-    const format = outputFormat(flags.values.output, HELP);
-    const config = await nodeConfig(flags.values, HELP);
+    const parsed = await parseViewArgs(args, HELP);
+    if (!parsed) return EXIT_OK;
+    const { format, config } = parsed;
     const maps = await readMaps(config.pinDir);
     printView(format, { pinDir: config.pinDir, maps }, {
       headers: ["NAME", "TYPE", "KEY", "VALUE", "MAX", "ENTRIES", "PRESSURE"],

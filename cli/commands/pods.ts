@@ -5,10 +5,10 @@
  * @module
  */
 import { listPods, type PodRecord } from "../../agent/cni/runtime.ts";
-import { type Command, EXIT_OK, parseFlags } from "../command.ts";
-import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
-import { OUTPUT_FLAG, OUTPUT_HELP, type OutputFormat, outputFormat, printView } from "../output.ts";
-import { noPositionals } from "./view_common.ts";
+import { type Command, EXIT_OK } from "../command.ts";
+import { NODE_CONFIG_HELP } from "../node_config.ts";
+import { OUTPUT_HELP, type OutputFormat, printView } from "../output.ts";
+import { parseViewArgs } from "./view_common.ts";
 
 const HELP = `Usage: skiff pods [-o table|json] [--config PATH] [--state-dir DIR]
 
@@ -76,11 +76,9 @@ export const podsCommand: Command = {
   name: "pods",
   summary: 'Pods the CNI pod driver created on this node (= "pod list")',
   async run(args) {
-    const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, HELP);
-    if (!flags) return EXIT_OK;
-    noPositionals(flags.positionals, HELP);
-    const format = outputFormat(flags.values.output, HELP);
-    const config = await nodeConfig(flags.values, HELP);
+    const parsed = await parseViewArgs(args, HELP);
+    if (!parsed) return EXIT_OK;
+    const { format, config } = parsed;
     await printPods(format, `${config.stateDir}/pods`);
     return EXIT_OK;
   },

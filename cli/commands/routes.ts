@@ -17,11 +17,11 @@ import {
 } from "../../agent/overlay/peer_diff.ts";
 import type { Lease } from "../../agent/overlay/subnet_store.ts";
 import { detectUplink } from "../../agent/overlay/uplink.ts";
-import { type Command, EXIT_OK, parseFlags } from "../command.ts";
-import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
-import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat, printView } from "../output.ts";
+import { type Command, EXIT_OK } from "../command.ts";
+import { NODE_CONFIG_HELP } from "../node_config.ts";
+import { OUTPUT_HELP, printView } from "../output.ts";
 import { findOwnLease, openNodeStore } from "./overlay_view.ts";
-import { noPositionals } from "./view_common.ts";
+import { parseViewArgs } from "./view_common.ts";
 
 const HELP = `Usage: skiff routes [-o table|json] [--config PATH] [--netns PATH]
 
@@ -221,11 +221,9 @@ export const routesCommand: Command = {
   name: "routes",
   summary: "overlay routes, neighbours and FDB entries vs the store's leases",
   async run(args) {
-    const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, HELP);
-    if (!flags) return EXIT_OK;
-    noPositionals(flags.positionals, HELP);
-    const format = outputFormat(flags.values.output, HELP);
-    const config = await nodeConfig(flags.values, HELP);
+    const parsed = await parseViewArgs(args, HELP);
+    if (!parsed) return EXIT_OK;
+    const { format, config } = parsed;
     const view = await readRoutes(config);
     printView(format, view, {
       headers: ["SUBNET", "NODE-IP", "VTEP-MAC", "ROUTE", "NEIGH", "FDB"],

@@ -12,10 +12,10 @@ import type { ServiceSnapshot } from "../../agent/lb/model.ts";
 import { readLbState } from "../../agent/lb/reconciler.ts";
 import { readServiceFile } from "../../agent/lb/service_file.ts";
 import { detectUplink } from "../../agent/overlay/uplink.ts";
-import { type Command, EXIT_OK, parseFlags } from "../command.ts";
-import { NODE_CONFIG_FLAGS, NODE_CONFIG_HELP, nodeConfig } from "../node_config.ts";
-import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat, printView } from "../output.ts";
-import { noPositionals, openLbMaps, protoName } from "./view_common.ts";
+import { type Command, EXIT_OK } from "../command.ts";
+import { NODE_CONFIG_HELP } from "../node_config.ts";
+import { OUTPUT_HELP, printView } from "../output.ts";
+import { openLbMaps, parseViewArgs, protoName } from "./view_common.ts";
 
 const HELP = `Usage: skiff services [-o table|json] [--config PATH] [--pin-dir DIR]
 
@@ -167,11 +167,9 @@ export const servicesCommand: Command = {
   name: "services",
   summary: "Services of the services file and what the data plane holds for them",
   async run(args) {
-    const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, HELP);
-    if (!flags) return EXIT_OK;
-    noPositionals(flags.positionals, HELP);
-    const format = outputFormat(flags.values.output, HELP);
-    const config = await nodeConfig(flags.values, HELP);
+    const parsed = await parseViewArgs(args, HELP);
+    if (!parsed) return EXIT_OK;
+    const { format, config } = parsed;
     const snapshot = await readServiceFile(config.servicesFile);
     const bpf = config.dataplane === "bpf" || config.dataplane === "auto";
     const joined = bpf ? joinWithMaps(snapshot, config) : undefined;

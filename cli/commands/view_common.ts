@@ -6,7 +6,10 @@
 import { BpfError, Errno } from "../../agent/bpf/errno.ts";
 import { IPPROTO } from "../../agent/lb/lb_abi.ts";
 import { LbMaps } from "../../agent/lb/lb_maps.ts";
-import { UsageError, usageLine } from "../command.ts";
+import { parseFlags, UsageError, usageLine } from "../command.ts";
+import type { AgentConfig } from "../../agent/config.ts";
+import { NODE_CONFIG_FLAGS, nodeConfig } from "../node_config.ts";
+import { OUTPUT_FLAG, type OutputFormat, outputFormat } from "../output.ts";
 
 /** Refuses positional arguments (views take flags only). */
 export function noPositionals(positionals: readonly string[], help: string): void {
@@ -45,4 +48,22 @@ export function openLbMaps(pinDir: string): LbMaps {
     }
     throw error;
   }
+}
+
+/** What a read-only node view needs from its arguments. */
+export interface ViewArgs {
+  readonly format: OutputFormat;
+  readonly config: AgentConfig;
+}
+
+/**
+ * The prologue every node view shares: `-o`, `--config` and the config override flags, no
+ * positionals. Undefined when `--help` was asked for (the help is printed).
+ */
+export async function parseViewArgs(args: string[], help: string): Promise<ViewArgs | undefined> {
+  const flags = parseFlags(args, { ...OUTPUT_FLAG, ...NODE_CONFIG_FLAGS }, help);
+  if (!flags) return undefined;
+  noPositionals(flags.positionals, help);
+  const format = outputFormat(flags.values.output, help);
+  return { format, config: await nodeConfig(flags.values, help) };
 }
