@@ -140,6 +140,9 @@ async function makeDataplane(
       return await BpfDataplane.install({
         pinDir: config.pinDir,
         cgroup: config.cgroupPath,
+        // The config's cgroupPath is the operator's choice; the default is the cgroup2 root,
+        // which a real node needs (every Pod). Labs and tests always name a child cgroup.
+        allowCgroupRoot: true,
         devices: [overlay.uplink.name],
         netns: config.netns || undefined,
         nodeName: config.nodeName,

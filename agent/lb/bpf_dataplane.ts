@@ -34,8 +34,13 @@ export interface BpfSyncReport extends LbSyncReport {
 export interface BpfDataplaneOptions {
   /** bpffs pin dir of this node's instance, e.g. /sys/fs/bpf/skiff/<node>. */
   readonly pinDir: string;
-  /** cgroup v2 dir whose processes get socket LB (never the cgroup root). Omit for none. */
+  /** cgroup v2 dir whose processes get socket LB. Omit for none. */
   readonly cgroup?: string;
+  /**
+   * The cgroup may be a cgroup2 mount root (a production node, where every Pod must get socket
+   * LB). The loader refuses a root unless told so, so a lab can never hook the whole machine.
+   */
+  readonly allowCgroupRoot?: boolean;
   /** Devices that get tc LB (ingress + egress), e.g. ["eth0"]. Default none. */
   readonly devices?: readonly string[];
   /**
@@ -142,6 +147,7 @@ export class BpfDataplane implements Dataplane {
           cgroup: options.cgroup!,
           hook,
           link,
+          ...(options.allowCgroupRoot && { allowCgroupRoot: true }),
         });
         attached.push(link);
       }
