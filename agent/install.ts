@@ -13,6 +13,16 @@ import { CONFLIST_NAME, conflistOptions } from "./node_agent.ts";
 import { execStartArgv, PROJECT_ROOT, renderUnit } from "./systemd/unit.ts";
 import { run } from "./net/exec.ts";
 
+/**
+ * The cluster network a fresh config names (kubeadm's flannel default). It only initialises an
+ * empty store; a store that already has a network config keeps it.
+ */
+export const DEFAULT_NETWORK = {
+  Network: "10.244.0.0/16",
+  SubnetLen: 24,
+  Backend: { Type: "vxlan", VNI: 1, Port: 8472 },
+};
+
 /** One step of the install. */
 export interface InstallStep {
   readonly step: string;
@@ -54,7 +64,7 @@ export async function installNode(
     });
     await writeFileAtomic(
       options.configPath,
-      JSON.stringify({ nodeName: config.nodeName }, null, 2) + "\n",
+      JSON.stringify({ nodeName: config.nodeName, network: DEFAULT_NETWORK }, null, 2) + "\n",
       { mode: 0o644 },
     );
     steps.push({ step: "config", detail: `wrote ${options.configPath} (defaults)` });

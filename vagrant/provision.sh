@@ -33,6 +33,7 @@ cat >/etc/skiff/config.json <<CONF
   "nodeName": "$(hostname)",
   "uplink": { "cidr": "${SKIFF_UNDERLAY_CIDR}" },
   "store": { "type": "etcd", "endpoints": ["${SKIFF_ETCD}"] },
+  "network": { "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan" } },
   "dataplane": "auto"
 }
 CONF
