@@ -51,7 +51,7 @@ function bigSnapshot(n: number, per: number): ServiceSnapshot {
   return { services };
 }
 
-export async function benchSync(maglevSize: number): Promise<BenchResult[]> {
+export async function measureSync(maglevSize: number): Promise<BenchResult[]> {
   const tag = `M=${maglevSize}`;
   await using obj = await loadForTest("tc_lb", { defines: { SKIFF_MAGLEV_M: maglevSize } });
   using maps = LbMaps.open(obj.maps, { maglevSize });
@@ -195,6 +195,8 @@ async function buildVariant(cflags: string[]): Promise<string> {
     programs: [
       { name: "tc_lb", sources: ["tc_lb.c"], cflags },
       { name: "sock_lb", sources: ["sock_lb.c"], cflags },
+      // BpfDataplane.install loads it too (UDP socket purge); it has no size tunables.
+      { name: "sock_destroy", sources: ["sock_destroy.c"] },
     ],
   });
   return outDir;
@@ -306,8 +308,8 @@ async function benchConnections(
  */
 export async function benchLb(): Promise<BenchResult[]> {
   const results = [
-    ...await benchSync(16381),
-    ...await benchSync(1021),
+    ...await measureSync(16381),
+    ...await measureSync(1021),
     ...await benchConnections([1, 1000, 10_000]),
   ];
   const small = await buildVariant(["-DSKIFF_MAGLEV_M=1021", "-DSKIFF_MAX_SERVICES=131072"]);
