@@ -4,6 +4,7 @@
  * Each check reads the node's network namespace through subprocesses (ip, ethtool, iptables).
  * @module
  */
+import { pathExists } from "./fs.ts";
 import { run } from "./net/exec.ts";
 
 /** Outcome of one check. */
@@ -37,15 +38,6 @@ export interface DoctorContext {
 
 const ip = (ctx: DoctorContext, args: string[]) =>
   run(["ip", ...args], { netns: ctx.netns || undefined, allowFailure: true });
-
-async function pathExists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function mounts(): Promise<string[][]> {
   return (await Deno.readTextFile("/proc/self/mounts")).split("\n").map((l) => l.split(" "));

@@ -5,6 +5,7 @@
  * Starts the unit when systemd runs the machine; otherwise says how to start the agent.
  * @module
  */
+import { pathExists } from "./fs.ts";
 import type { AgentConfig } from "./config.ts";
 import { installPlugin, linkReferencePlugins } from "./cni/install.ts";
 import { writeConflist } from "./cni/conflist.ts";
@@ -41,15 +42,6 @@ export interface InstallNodeOptions {
   readonly start?: boolean;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Installs skiff for `config`; throws on the first failing step (earlier steps stay). */
 export async function installNode(
   config: AgentConfig,
@@ -58,7 +50,7 @@ export async function installNode(
   const steps: InstallStep[] = [];
   const unitDir = options.unitDir ?? "/etc/systemd/system";
 
-  if (!(await exists(options.configPath))) {
+  if (!(await pathExists(options.configPath))) {
     await Deno.mkdir(options.configPath.slice(0, options.configPath.lastIndexOf("/")), {
       recursive: true,
     });
@@ -85,7 +77,7 @@ export async function installNode(
   steps.push({ step: "cni plugin", detail: `installed ${shim}` });
   const missing: string[] = [];
   for (const name of ["bridge", "host-local", "portmap", "loopback"]) {
-    if (!(await exists(`${config.cni.binDir}/${name}`))) missing.push(name);
+    if (!(await pathExists(`${config.cni.binDir}/${name}`))) missing.push(name);
   }
   if (missing.length) {
     await linkReferencePlugins(config.cni.binDir, missing, options.referencePlugins);
@@ -102,7 +94,7 @@ export async function installNode(
   });
   steps.push({ step: "deno cache", detail: `agent modules cached in ${denoDir}` });
 
-  if ((options.start ?? true) && (await exists("/run/systemd/system"))) {
+  if ((options.start ?? true) && (await pathExists("/run/systemd/system"))) {
     await run(["systemctl", "daemon-reload"]);
     await run(["systemctl", "enable", "--now", "skiff.service"]);
     steps.push({ step: "service", detail: "systemctl enable --now skiff.service" });

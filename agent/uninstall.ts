@@ -6,6 +6,7 @@
  * Every step runs even when an earlier one failed; the report says what each did.
  * @module
  */
+import { pathExists } from "./fs.ts";
 import type { AgentConfig } from "./config.ts";
 import { LoaderClient } from "./bpf/loader_client.ts";
 import { run } from "./net/exec.ts";
@@ -32,17 +33,8 @@ export interface UninstallOptions {
   readonly keepServices?: boolean;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function removePath(path: string): Promise<string> {
-  if (!(await exists(path))) return `${path}: not there`;
+  if (!(await pathExists(path))) return `${path}: not there`;
   await Deno.remove(path, { recursive: true });
   return `removed ${path}`;
 }
@@ -64,7 +56,7 @@ export async function uninstallNode(
 
   // Stop a running agent first, or it would put back what the next steps remove.
   const unitFile = `${options.unitDir ?? "/etc/systemd/system"}/skiff.service`;
-  const systemd = (await exists("/run/systemd/system")) && (await exists(unitFile));
+  const systemd = (await pathExists("/run/systemd/system")) && (await pathExists(unitFile));
   if (systemd) {
     await step("stop agent", async () => {
       await run(["systemctl", "disable", "--now", "skiff.service"]);
@@ -73,7 +65,7 @@ export async function uninstallNode(
   }
 
   await step("bpf", async () => {
-    if (!(await exists(config.pinDir))) return `${config.pinDir}: not there`;
+    if (!(await pathExists(config.pinDir))) return `${config.pinDir}: not there`;
     await using loader = await LoaderClient.start();
     const r = await loader.remove(config.pinDir);
     return `detached ${r.detached} links, removed ${config.pinDir}`;
@@ -124,7 +116,7 @@ export async function uninstallNode(
   await step("conflist", () => removePath(`${config.cni.confDir}/${CONFLIST_NAME}`));
   await step("cni plugin", async () => {
     const shim = `${config.cni.binDir}/skiff`;
-    if (!(await exists(shim))) return `${shim}: not there`;
+    if (!(await pathExists(shim))) return `${shim}: not there`;
     const text = await Deno.readTextFile(shim).catch(() => "");
     if (!text.includes("cni_plugin.ts")) return `${shim} is not skiff's shim; left alone`;
     return await removePath(shim);
@@ -133,7 +125,7 @@ export async function uninstallNode(
   await step("unit", () => removePath(unitFile));
   if (systemd) await run(["systemctl", "daemon-reload"], { allowFailure: true });
   await step("state", async () => {
-    if (!options.keepServices || !(await exists(config.stateDir))) {
+    if (!options.keepServices || !(await pathExists(config.stateDir))) {
       return await removePath(config.stateDir);
     }
     const keep = config.servicesFile.startsWith(config.stateDir + "/") ? config.servicesFile : "";

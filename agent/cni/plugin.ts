@@ -9,6 +9,7 @@
  * @module
  */
 
+import { targetExists } from "../fs.ts";
 import { answerVersion, parseConf, parseEnv } from "./config.ts";
 import type { PluginEnv, SkiffNetConf } from "./config.ts";
 import { buildDelegate } from "./delegate.ts";
@@ -305,7 +306,7 @@ async function cmdGc(env: Ctx, conf: SkiffNetConf): Promise<undefined> {
       if (!saved || saved.network !== conf.name) continue;
       const keep = saved.ifName ? valid.has(`${id}/${saved.ifName}`) : validIds.has(id);
       if (keep) continue;
-      const netns = saved.netns && (await exists(saved.netns)) ? saved.netns : "";
+      const netns = saved.netns && (await targetExists(saved.netns)) ? saved.netns : "";
       await callDelegate(env, String(saved.delegate.type ?? "bridge"), saved.delegate, {
         command: "DEL",
         containerId: id,
@@ -338,13 +339,4 @@ async function cmdGc(env: Ctx, conf: SkiffNetConf): Promise<undefined> {
     throw new CniError(CniCode.DelegateFailed, `GC left stale attachments: ${failures.join("; ")}`);
   }
   return undefined;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

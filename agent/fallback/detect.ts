@@ -4,6 +4,7 @@
  * iptables, and says why. An explicit choice the host cannot honour fails with a plain message.
  * @module
  */
+import { targetExists } from "../fs.ts";
 import type { DataplaneKind } from "../dataplane.ts";
 import { run } from "../net/exec.ts";
 
@@ -31,18 +32,9 @@ export interface HostProbes {
   readonly ipvs: Probe;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** IP_VS present: /proc/net/ip_vs (built in or loaded), else a loadable module (modprobe -n). */
 export async function probeIpvs(): Promise<Probe> {
-  if (await exists("/proc/net/ip_vs")) return { ok: true, detail: "/proc/net/ip_vs exists" };
+  if (await targetExists("/proc/net/ip_vs")) return { ok: true, detail: "/proc/net/ip_vs exists" };
   const out = await run(["modprobe", "-n", "ip_vs"], { allowFailure: true }).catch((e) => ({
     code: 127,
     stdout: "",
@@ -57,7 +49,7 @@ export async function probeIpvs(): Promise<Probe> {
 export async function probeHost(): Promise<HostProbes> {
   const mounts = await Deno.readTextFile("/proc/mounts").catch(() => "");
   const types = mounts.split("\n").map((l) => l.split(" ")[2]);
-  const btf = await exists("/sys/kernel/btf/vmlinux");
+  const btf = await targetExists("/sys/kernel/btf/vmlinux");
   const bpf = await run(["bpftool", "-j", "prog", "show"], { allowFailure: true }).catch(() => ({
     code: 127,
     stdout: "",

@@ -4,6 +4,7 @@
  * (<stateDir>/pods). Both print through {@linkcode printPods}.
  * @module
  */
+import { pathExists } from "../../agent/fs.ts";
 import { listPods, type PodRecord } from "../../agent/cni/runtime.ts";
 import { type Command, EXIT_OK } from "../command.ts";
 import { NODE_CONFIG_HELP } from "../node_config.ts";
@@ -32,15 +33,6 @@ export interface PodView {
   readonly record: PodRecord;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The views of `pods` (checks that each netns still exists). */
 export async function podViews(pods: readonly PodRecord[]): Promise<PodView[]> {
   return await Promise.all(pods.map(async (p) => ({
@@ -50,7 +42,7 @@ export async function podViews(pods: readonly PodRecord[]): Promise<PodView[]> {
     ports: (p.runtimeConfig.portMappings ?? []).map((m) =>
       `${m.hostIP ? `${m.hostIP}:` : ""}${m.hostPort}:${m.containerPort}/${m.protocol}`
     ),
-    status: p.result === null ? "adding" : (await exists(p.netns)) ? "ok" : "netns missing",
+    status: p.result === null ? "adding" : (await pathExists(p.netns)) ? "ok" : "netns missing",
     record: p,
   })));
 }
