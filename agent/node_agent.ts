@@ -20,6 +20,7 @@ import { type ConflistOptions, writeConflist } from "./cni/conflist.ts";
 import { type CniServer, serveCni } from "./cni/server.ts";
 import { readServiceFile, type ServiceFileWatch, watchServiceFile } from "./lb/service_file.ts";
 import { BpfDataplane } from "./lb/bpf_dataplane.ts";
+import { protoName } from "./lb/lb_abi.ts";
 import { summarizePinnedMap } from "./bpf/bpf_map.ts";
 import { chooseDataplane, type DataplaneChoice } from "./fallback/detect.ts";
 import { createIptablesDataplane } from "./fallback/iptables_dataplane.ts";
@@ -319,8 +320,4 @@ export function registerNodeMetrics(
       flows.setTotal(labels, total.new_flows);
     }
   });
-}
-
-function protoName(proto: number): string {
-  return proto === 6 ? "TCP" : proto === 17 ? "UDP" : String(proto);
 }

@@ -28,6 +28,11 @@ export { MAGLEV_M };
 /** IPPROTO numbers. */
 export const IPPROTO = { TCP: 6, UDP: 17 } as const;
 
+/** "TCP" / "UDP" for an IPPROTO number, else the number. */
+export function protoName(proto: number): string {
+  return proto === IPPROTO.TCP ? "TCP" : proto === IPPROTO.UDP ? "UDP" : String(proto);
+}
+
 /** lb_services value flags (SKIFF_SVC_*). */
 export const SvcFlag = {
   AFFINITY: 0x0001,

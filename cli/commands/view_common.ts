@@ -4,7 +4,6 @@
  * @module
  */
 import { BpfError, Errno } from "../../agent/bpf/errno.ts";
-import { IPPROTO } from "../../agent/lb/lb_abi.ts";
 import { LbMaps } from "../../agent/lb/lb_maps.ts";
 import { parseFlags, UsageError, usageLine } from "../command.ts";
 import type { AgentConfig } from "../../agent/config.ts";
@@ -18,10 +17,7 @@ export function noPositionals(positionals: readonly string[], help: string): voi
   }
 }
 
-/** "TCP" / "UDP" for an IPPROTO number, else the number. */
-export function protoName(proto: number): string {
-  return proto === IPPROTO.TCP ? "TCP" : proto === IPPROTO.UDP ? "UDP" : String(proto);
-}
+export { protoName } from "../../agent/lb/lb_abi.ts";
 
 /**
  * Opens the LB maps pinned in `pinDir`; a missing pin dir or map is an Error saying so and
