@@ -1,16 +1,14 @@
 /**
- * The fallback package's entry points for the agent: the node-rules component (converged at
- * start and every resync), a Service data plane by kind (iptables or ipvs), and the uninstall
- * that leaves no skiff chain, rule, ipset or dummy device in a namespace.
+ * The fallback's uninstall: leaves no skiff chain, rule, ipset or dummy device in a namespace.
+ * (The agent converges the node rules and builds the iptables/ipvs data planes in
+ * agent/node_agent.ts from node_rules.ts, iptables_dataplane.ts and ipvs_dataplane.ts.)
  * @module
  */
-import type { Dataplane } from "../dataplane.ts";
 import { run } from "../net/exec.ts";
 import { probeIpvs } from "./detect.ts";
 import { detectIptablesBackend, type IptablesBackend, makeBackend } from "./iptables_backend.ts";
-import { createIptablesDataplane, IptablesDataplane } from "./iptables_dataplane.ts";
+import { IptablesDataplane } from "./iptables_dataplane.ts";
 import { isServiceChain } from "./iptables_rules.ts";
-import { createIpvsDataplane } from "./ipvs_dataplane.ts";
 import {
   IPSETS,
   IPVS_DEVICE,
@@ -19,64 +17,14 @@ import {
   parseIpsetSave,
   parseIpvsadmSave,
 } from "./ipvs_plan.ts";
-import { ensureNodeRules, type NodeRulesConfig, removeNodeRules } from "./node_rules.ts";
+import { removeNodeRules } from "./node_rules.ts";
 
-/** The daemon's component shape (agent/daemon.ts), restated to keep this module standalone. */
-export interface NodeRulesComponent {
-  readonly name: string;
-  sync(): Promise<{ operations: number; detail: Record<string, unknown> }>;
-  close(): Promise<void>;
-  /** Why this iptables flavour (for `skiff status`); "" before the first sync. */
-  readonly reason: string;
-}
-
-/** Options for the node rules and the fallback data planes. */
+/** Options of {@linkcode uninstallFallback}. */
 export interface FallbackOptions {
   /** /run/netns/NAME, or undefined for the agent's own namespace. */
   readonly netns?: string;
   /** A backend to use instead of detecting legacy vs nft. */
   readonly backend?: IptablesBackend;
-}
-
-/** The node rules as a daemon component: each sync converges them (repairing outside edits). */
-export function nodeRulesComponent(
-  config: NodeRulesConfig,
-  options: FallbackOptions = {},
-): NodeRulesComponent {
-  let backend = options.backend;
-  return {
-    name: "node-rules",
-    get reason() {
-      return backend?.reason ?? "";
-    },
-    async sync() {
-      backend ??= await detectIptablesBackend({ netns: options.netns });
-      const result = await ensureNodeRules(backend, config);
-      return {
-        operations: result.operations,
-        detail: { iptables: backend.mode, rewritten: result.rewritten },
-      };
-    },
-    close: () => Promise.resolve(),
-  };
-}
-
-/** Options for {@linkcode createFallbackDataplane}. */
-export interface FallbackDataplaneOptions extends FallbackOptions {
-  readonly nodeName: string;
-  readonly clusterCidr?: string;
-  /** Node addresses (NodePorts in ipvs mode; optional restriction in iptables mode). */
-  readonly nodeAddresses: readonly string[];
-  /** IPVS scheduler, default rr. */
-  readonly scheduler?: string;
-}
-
-/** An iptables or ipvs data plane (ipvs throws plainly where the kernel has no IP_VS). */
-export function createFallbackDataplane(
-  kind: "iptables" | "ipvs",
-  options: FallbackDataplaneOptions,
-): Promise<Dataplane> {
-  return kind === "iptables" ? createIptablesDataplane(options) : createIpvsDataplane(options);
 }
 
 /** What {@linkcode uninstallFallback} removed. */

@@ -1,11 +1,9 @@
 /** `uninstallFallback()` leaves no skiff chain, rule or ipset in a namespace, foreign rules kept. */
 import assert from "node:assert/strict";
 import { createLab } from "../lab/lab.ts";
-import {
-  createFallbackDataplane,
-  nodeRulesComponent,
-  uninstallFallback,
-} from "../../agent/fallback/fallback.ts";
+import { uninstallFallback } from "../../agent/fallback/fallback.ts";
+import { createIptablesDataplane } from "../../agent/fallback/iptables_dataplane.ts";
+import { ensureNodeRules } from "../../agent/fallback/node_rules.ts";
 import { makeBackend } from "../../agent/fallback/iptables_backend.ts";
 import { desiredIpvsState, EMPTY_IPVS_STATE, planIpvs } from "../../agent/fallback/ipvs_plan.ts";
 import { CLUSTER_CIDR, podCidr } from "./lab_pods.ts";
@@ -16,18 +14,15 @@ Deno.test("uninstallFallback() removes node rules, Service chains and ipsets, an
   await node.run(["iptables-legacy", "-A", "INPUT", "-s", "10.9.0.0/16", "-j", "ACCEPT"]);
   await node.run(["ipset", "create", "FOREIGN", "hash:ip"]);
   const backend = makeBackend("legacy", "test", node.nsPath);
-  const rules = nodeRulesComponent({ clusterCidr: CLUSTER_CIDR, podCidr: podCidr(node) }, {
-    backend,
-  });
-  const first = await rules.sync();
+  const rulesConfig = { clusterCidr: CLUSTER_CIDR, podCidr: podCidr(node) };
+  const first = await ensureNodeRules(backend, rulesConfig);
   assert.ok(first.operations > 0);
-  assert.equal((await rules.sync()).operations, 0);
-  assert.equal(rules.reason, "test");
-  const plane = await createFallbackDataplane("iptables", {
+  assert.equal((await ensureNodeRules(backend, rulesConfig)).operations, 0);
+  const plane = await createIptablesDataplane({
     backend,
     nodeName: node.name,
     clusterCidr: CLUSTER_CIDR,
-    nodeAddresses: [node.ip],
+    nodePortAddresses: [node.ip],
   });
   const snapshot = {
     services: [{
